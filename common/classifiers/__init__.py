@@ -1,0 +1,1 @@
+"""NumPy models: perceptron, module-style MLP, fully connected nets, a three-layer convnet, a captioning RNN."""
