@@ -4,5 +4,315 @@ import numpy as np
 # ============================================================================ core layers (issue 3)
 
 
+def _check_ndim(name, arr, ndim, shape_doc):
+    """Raise a ValueError naming ``name`` when ``arr`` does not have ``ndim`` dimensions."""
+    if np.ndim(arr) != ndim:
+        raise ValueError(f"{name} must have shape {shape_doc}, got shape {np.shape(arr)}")
+
+
+# ---------------------------------------------------------------------------- affine and activations
+def affine_forward(x, w, b):
+    """Fully connected layer: ``out = x.reshape(N, D) @ w + b``.
+
+    Inputs:
+    - x: (N, d_1, ..., d_k), flattened row-major to (N, D) with D = d_1 * ... * d_k
+    - w: (D, M)
+    - b: (M,)
+    Returns (out, cache): out (N, M); cache (x, w, b).
+    """
+    if np.ndim(x) < 1:
+        raise ValueError("x must have shape (N, d_1, ..., d_k), got a scalar")
+    _check_ndim("w", w, 2, "(D, M)")
+    _check_ndim("b", b, 1, "(M,)")
+    N = x.shape[0]
+    D = int(np.prod(x.shape[1:]))
+    if w.shape[0] != D:
+        raise ValueError(f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D} features; "
+                         f"w must be (D, M) = ({D}, M)")
+    if b.shape[0] != w.shape[1]:
+        raise ValueError(f"b has shape {b.shape} but w has shape {w.shape}; b must be (M,) = ({w.shape[1]},)")
+    out = x.reshape(N, D) @ w + b  # (N, D) @ (D, M) -> (N, M)
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    """Backward pass of ``affine_forward``.
+
+    Inputs: dout (N, M); cache (x, w, b).
+    Returns (dx, dw, db): dx like x (N, d_1, ..., d_k), dw (D, M), db (M,).
+    ``dx = dout @ w.T``, ``dw = x_flat.T @ dout``, ``db = sum_n dout``.
+    """
+    x, w, b = cache
+    N = x.shape[0]
+    dx = (dout @ w.T).reshape(x.shape)  # (N, M) @ (M, D) -> (N, D) -> shape of x
+    dw = x.reshape(N, -1).T @ dout  # (D, N) @ (N, M) -> (D, M)
+    db = dout.sum(axis=0)
+    return dx, dw, db
+
+
+def relu_forward(x):
+    """ReLU: ``out = max(0, x)``, elementwise, any shape. Returns (out, cache=x)."""
+    return np.maximum(0, x), x
+
+
+def relu_backward(dout, cache):
+    """Backward pass of ReLU: ``dx = dout * [x > 0]`` (the subgradient at 0 is taken as 0)."""
+    x = cache
+    return dout * (x > 0)
+
+
+def leaky_relu_forward(x, alpha=0.01):
+    """Leaky ReLU: ``out = x if x > 0 else alpha * x``, elementwise. Returns (out, cache=(x, alpha))."""
+    return np.where(x > 0, x, alpha * x), (x, alpha)
+
+
+def leaky_relu_backward(dout, cache):
+    """Backward pass of leaky ReLU: ``dx = dout * (1 if x > 0 else alpha)``."""
+    x, alpha = cache
+    return dout * np.where(x > 0, 1.0, alpha).astype(dout.dtype, copy=False)
+
+
+def sigmoid_forward(x):
+    """Logistic sigmoid ``s = 1 / (1 + exp(-x))``, computed without overflow. Returns (out, cache=out)."""
+    # exp of a non-positive number only: for x >= 0 use 1/(1+e^-x), for x < 0 use e^x/(1+e^x)
+    e = np.exp(-np.abs(x))
+    out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.result_type(x, np.float32), copy=False)
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """Backward pass of the sigmoid: ``dx = dout * s * (1 - s)``."""
+    s = cache
+    return dout * s * (1 - s)
+
+
+def tanh_forward(x):
+    """Hyperbolic tangent, elementwise. Returns (out, cache=out)."""
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout, cache):
+    """Backward pass of tanh: ``dx = dout * (1 - tanh(x)**2)``."""
+    t = cache
+    return dout * (1 - t * t)
+
+
+# ---------------------------------------------------------------------------- losses
+def _check_scores_labels(x, y):
+    _check_ndim("x", x, 2, "(N, C) (class scores)")
+    _check_ndim("y", y, 1, "(N,) (integer labels)")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} labels but x has scores for N={x.shape[0]} samples")
+    if not np.issubdtype(np.asarray(y).dtype, np.integer):
+        raise ValueError(f"y must hold integer class labels, got dtype {np.asarray(y).dtype}")
+    if y.size and (y.min() < 0 or y.max() >= x.shape[1]):
+        raise ValueError(f"y must hold labels in [0, C) = [0, {x.shape[1]}), got range [{y.min()}, {y.max()}]")
+
+
+def svm_loss(x, y):
+    """Multiclass SVM (hinge) loss with margin 1, averaged over the N samples.
+
+    ``L = 1/N sum_i sum_{j != y_i} max(0, x_ij - x_iy_i + 1)``.
+    Inputs: x (N, C) scores; y (N,) labels in [0, C).
+    Returns (loss, dx): a float and dx (N, C).
+    """
+    _check_scores_labels(x, y)
+    N = x.shape[0]
+    rows = np.arange(N)
+    correct = x[rows, y][:, None]  # (N, 1)
+    margins = np.maximum(0, x - correct + 1.0)
+    margins[rows, y] = 0
+    loss = margins.sum() / N
+    positive = (margins > 0).astype(x.dtype)
+    dx = positive
+    dx[rows, y] -= positive.sum(axis=1)
+    dx /= N
+    return loss, dx
+
+
+def softmax_loss(x, y):
+    """Softmax cross-entropy loss, averaged over the N samples; stable (scores shifted by the row max).
+
+    ``p_ij = exp(x_ij) / sum_k exp(x_ik)``, ``L = -1/N sum_i log p_iy_i``, ``dx = (p - onehot(y)) / N``.
+    Inputs: x (N, C) scores; y (N,) labels in [0, C).
+    Returns (loss, dx): a float and dx (N, C).
+    """
+    _check_scores_labels(x, y)
+    N = x.shape[0]
+    shifted = x - x.max(axis=1, keepdims=True)  # (N, C), every row's max is 0
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(N), y].sum() / N
+    dx = np.exp(log_probs)
+    dx[np.arange(N), y] -= 1
+    dx /= N
+    return loss, dx
+
+
+# ---------------------------------------------------------------------------- normalisation
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalisation over the batch axis.
+
+    Train mode: ``mu = mean_n x``, ``var = mean_n (x - mu)**2`` (biased), ``xhat = (x - mu) / sqrt(var + eps)``,
+    ``out = gamma * xhat + beta``, and the running averages are updated in ``bn_param``:
+    ``running = momentum * running + (1 - momentum) * batch_stat``.
+    Test mode: ``out = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``.
+
+    Inputs:
+    - x: (N, D); gamma, beta: (D,)
+    - bn_param: dict with 'mode' ('train' | 'test', required), 'eps' (1e-5), 'momentum' (0.9),
+      'running_mean', 'running_var' ((D,), created as zeros on the first call).
+    Returns (out, cache): out (N, D); cache for the backward passes (None in test mode).
+    """
+    _check_ndim("x", x, 2, "(N, D)")
+    D = x.shape[1]
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        if np.shape(arr) != (D,):
+            raise ValueError(f"{name} must have shape (D,) = ({D},) for x of shape {x.shape}, got {np.shape(arr)}")
+    mode = bn_param.get("mode")
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
+    running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))
+
+    if mode == "train":
+        mu = x.mean(axis=0)  # (D,)
+        xc = x - mu  # (N, D)
+        var = (xc ** 2).mean(axis=0)  # (D,), biased like np.var
+        std = np.sqrt(var + eps)
+        inv_std = 1.0 / std
+        xhat = xc * inv_std
+        out = gamma * xhat + beta
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var
+        cache = (xhat, xc, inv_std, std, gamma, eps)
+    elif mode == "test":
+        out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
+        cache = None
+    else:
+        raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
+
+    bn_param["running_mean"] = running_mean
+    bn_param["running_var"] = running_var
+    return out, cache
+
+
+def batchnorm_backward(dout, cache):
+    """Backward pass of batchnorm, one node of the computational graph at a time.
+
+    Graph: ``mu -> xc = x - mu -> var = mean(xc**2) -> std = sqrt(var + eps) -> inv = 1/std
+    -> xhat = xc * inv -> out = gamma * xhat + beta``; each line below reverses one node.
+    Inputs: dout (N, D); cache from ``batchnorm_forward`` in train mode.
+    Returns (dx, dgamma, dbeta), shapes (N, D), (D,), (D,).
+    """
+    if cache is None:
+        raise ValueError("cache is None: batchnorm_backward needs the cache of a 'train' mode forward pass")
+    xhat, xc, inv_std, std, gamma, eps = cache
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma  # (N, D)
+    # xhat = xc * inv_std: two paths, into xc and into inv_std
+    dxc = dxhat * inv_std
+    dinv_std = (dxhat * xc).sum(axis=0)  # (D,)
+    dstd = -dinv_std / std ** 2  # inv = 1 / std
+    dvar = dstd * 0.5 / std  # std = sqrt(var + eps)
+    dxc += dvar * 2.0 * xc / N  # var = mean_n xc**2
+    dmu = -dxc.sum(axis=0)  # xc = x - mu
+    dx = dxc + dmu / N  # mu = mean_n x
+    return dx, dgamma, dbeta
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Backward pass of batchnorm in closed form (the graph simplified on paper).
+
+    ``dx = (gamma / sigma) / N * (N * dout - sum_n dout - xhat * sum_n (dout * xhat))``,
+    with ``sigma = sqrt(var + eps)``. Same inputs and returns as ``batchnorm_backward``.
+    """
+    if cache is None:
+        raise ValueError("cache is None: batchnorm_backward_alt needs the cache of a 'train' mode forward pass")
+    xhat, _, inv_std, _, gamma, _ = cache
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dx = (gamma * inv_std / N) * (N * dout - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """Layer normalisation: each sample (row) normalised over its D features; same at train and test.
+
+    ``xhat = (x - mean_d x) / sqrt(var_d x + eps)``, ``out = gamma * xhat + beta``.
+    Inputs: x (N, D); gamma, beta (D,); ln_param dict with optional 'eps' (1e-5).
+    Returns (out, cache): out (N, D).
+    """
+    _check_ndim("x", x, 2, "(N, D)")
+    D = x.shape[1]
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        if np.shape(arr) != (D,):
+            raise ValueError(f"{name} must have shape (D,) = ({D},) for x of shape {x.shape}, got {np.shape(arr)}")
+    eps = ln_param.get("eps", 1e-5)
+    mu = x.mean(axis=1, keepdims=True)  # (N, 1)
+    xc = x - mu
+    var = (xc ** 2).mean(axis=1, keepdims=True)  # (N, 1)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = xc * inv_std
+    out = gamma * xhat + beta
+    return out, (xhat, inv_std, gamma)
+
+
+def layernorm_backward(dout, cache):
+    """Backward pass of layernorm: batchnorm's closed form with the roles of N and D swapped.
+
+    ``dx = inv_std / D * (D * dxhat - sum_d dxhat - xhat * sum_d (dxhat * xhat))``, ``dxhat = dout * gamma``.
+    Inputs: dout (N, D). Returns (dx, dgamma, dbeta), shapes (N, D), (D,), (D,).
+    """
+    xhat, inv_std, gamma = cache
+    D = dout.shape[1]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma  # (N, D)
+    dx = (inv_std / D) * (D * dxhat - dxhat.sum(axis=1, keepdims=True)
+                          - xhat * (dxhat * xhat).sum(axis=1, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------- dropout
+def dropout_forward(x, dropout_param):
+    """Inverted dropout: keep each unit with probability ``p`` and scale by ``1/p`` at train time.
+
+    ``mask = (rand(x.shape) < p) / p``; train: ``out = x * mask``; test: ``out = x``.
+    Inputs:
+    - x: any shape
+    - dropout_param: 'p' (KEEP probability, 0 < p <= 1, required), 'mode' ('train' | 'test', required),
+      optional 'seed' (a fresh local generator seeded with it on every call, so the mask is the same on
+      every call: what gradient checks need) or 'rng' (a ``np.random.Generator`` to draw from, taking
+      precedence). Without either, a fresh unseeded generator. NumPy's global RNG is never used.
+    Returns (out, cache): out like x; cache (dropout_param, mask), mask None in test mode.
+    """
+    p = dropout_param.get("p")
+    mode = dropout_param.get("mode")
+    if p is None or not 0 < p <= 1:
+        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}")
+    if mode == "train":
+        rng = dropout_param.get("rng")
+        if rng is None:
+            rng = np.random.default_rng(dropout_param.get("seed"))
+        mask = ((rng.random(x.shape) < p) / p).astype(x.dtype, copy=False)
+        out = x * mask
+    elif mode == "test":
+        mask = None
+        out = x
+    else:
+        raise ValueError(f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
+    return out, (dropout_param, mask)
+
+
+def dropout_backward(dout, cache):
+    """Backward pass of inverted dropout: ``dx = dout * mask`` in train mode, ``dout`` in test mode."""
+    _, mask = cache
+    return dout if mask is None else dout * mask
+
+
 # ============================================================================ convolutional layers (issue 4)
 # conv/pool (naive), spatial batchnorm, spatial groupnorm. Everything below this line belongs to issue 4.
