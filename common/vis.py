@@ -93,3 +93,46 @@ def plot_history(history: dict, keys=("train_loss", "val_loss"), ax=None, xlabel
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
+
+
+def plot_class_balance(y: np.ndarray, class_names: list[str], ax=None, title: str | None = None):
+    """Bar chart of how many samples each class has."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    counts = np.bincount(np.asarray(y), minlength=len(class_names))
+    ax.bar(np.arange(len(class_names)), counts, color="tab:blue")
+    ax.set_xticks(np.arange(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_ylabel("samples")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def show_class_examples(X: np.ndarray, y: np.ndarray, class_names: list[str], per_class: int = 8,
+                        ax=None, rng: np.random.Generator | None = None, title: str | None = None):
+    """A grid with one row per class and ``per_class`` random examples in it (raw pixels, uint8 or [0, 1])."""
+    import matplotlib.pyplot as plt
+
+    rng = rng if rng is not None else np.random.default_rng(0)
+    rows = []
+    for c in range(len(class_names)):
+        idx = np.flatnonzero(y == c)
+        if len(idx) == 0:
+            raise ValueError(f"class {c} ({class_names[c]!r}) has no examples in y")
+        rows.append(X[rng.choice(idx, size=per_class, replace=len(idx) < per_class)])
+    images = np.concatenate(rows)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(per_class * 0.8, len(class_names) * 0.8))
+    show_image_grid(images, ax=ax, ncols=per_class, vmin=0, vmax=255 if images.dtype == np.uint8 else 1)
+    H = _to_hwc(images).shape[1]
+    ax.set_yticks([(H + 2) * i + H / 2 for i in range(len(class_names))], class_names)
+    ax.axis("on")
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import importlib.util
 import json
 import os
@@ -159,7 +160,7 @@ class IdxDataset:
                     files[name] = dest
                 self.install_files(files, root, staging)
                 return
-            except (OSError, FetchError) as exc:
+            except (OSError, FetchError, http.client.HTTPException) as exc:
                 errors.append(f"{base}: {exc}")
         raise FetchError("; ".join(errors))
 
@@ -252,7 +253,8 @@ def fetch_idx(ds: IdxDataset, root: Path, mirror: Path | None, allow_download: b
             try:
                 source = attempt(Path(tmp))
                 return Result(ds.title, True, source)
-            except (OSError, FetchError, subprocess.CalledProcessError, zipfile.BadZipFile, KeyError) as exc:
+            except (OSError, FetchError, http.client.HTTPException, subprocess.CalledProcessError,
+                    zipfile.BadZipFile, KeyError) as exc:
                 problems.append(f"{label}: {exc}")
     advice = (f"put the four .gz files in a folder and run `{FETCH_COMMAND} --mirror DIR`, "
               f"connect to the internet, or {OFFLINE_ADVICE[ds.name]}")
@@ -315,7 +317,7 @@ def fetch_cifar10(root: Path, mirror: Path | None, allow_download: bool) -> Resu
                     raise FetchError(f"{tar} does not exist")
                 _install_cifar_tar(tar, root, Path(tmp))
                 return Result("CIFAR-10", True, f"mirror {mirror}")
-            except (OSError, FetchError, tarfile.TarError) as exc:
+            except (OSError, FetchError, http.client.HTTPException, tarfile.TarError) as exc:
                 problems.append(f"mirror {mirror}: {exc}")
     if allow_download:
         with tempfile.TemporaryDirectory(prefix=".cifar-", dir=root) as tmp:
@@ -324,7 +326,7 @@ def fetch_cifar10(root: Path, mirror: Path | None, allow_download: bool) -> Resu
                 download(CIFAR10_URL, tar)
                 _install_cifar_tar(tar, root, Path(tmp))
                 return Result("CIFAR-10", True, f"official download ({CIFAR10_URL})")
-            except (OSError, FetchError, tarfile.TarError) as exc:
+            except (OSError, FetchError, http.client.HTTPException, tarfile.TarError) as exc:
                 problems.append(f"official download: {exc}")
     advice = (f"the CIFAR-10 notebooks run on Fashion-MNIST instead (they say so). To get CIFAR-10, run "
               f"`{FETCH_COMMAND}` with internet, or copy cifar-10-python.tar.gz (md5 {CIFAR10_MD5}) "
@@ -367,7 +369,7 @@ def fetch_coco(root: Path, mirror: Path | None, allow_download: bool) -> Result:
                     raise FetchError(f"{path} does not exist")
                 _install_coco_zip(path, root, Path(tmp))
                 return Result("COCO captioning", True, label)
-            except (OSError, FetchError, zipfile.BadZipFile) as exc:
+            except (OSError, FetchError, http.client.HTTPException, zipfile.BadZipFile) as exc:
                 problems.append(f"{label}: {exc}")
     advice = ("the captioning notebooks use the generated scenes-and-captions set instead. To get COCO, "
               f"run `{FETCH_COMMAND} --coco` with internet, or `{FETCH_COMMAND} --coco --mirror DIR` with "
