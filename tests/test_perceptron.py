@@ -1,0 +1,66 @@
+"""Perceptron: the update rule, convergence on separable clouds, label checks, the decision grid."""
+import numpy as np
+import pytest
+
+from common.classifiers.perceptron import Perceptron, decision_grid
+from common.data import make_gaussian_clouds
+
+
+def test_single_update_follows_the_rule():
+    p = Perceptron(2, max_epochs=1, learning_rate=0.5)
+    X, y = np.array([[1.0, 2.0]]), np.array([-1])
+    p.train(X, y)  # w = 0 scores 0 -> a mistake: w = -0.5 * x, b = -0.5
+    np.testing.assert_allclose(p.w, [-0.5, -1.0])
+    assert p.b == -0.5
+    assert p.forward(X)[0] == -1
+
+
+def test_separable_clouds_converge_to_perfect_accuracy():
+    X, y = make_gaussian_clouds(200, std=0.7, seed=0)
+    X_test, y_test = make_gaussian_clouds(200, std=0.7, seed=1)
+    p = Perceptron(2, max_epochs=100, learning_rate=0.01, seed=0)
+    hist = p.train(X, y)
+    assert hist["converged"] and hist["mistakes"][-1] == 0
+    assert p.score(X, y) == 1.0
+    assert p.score(X_test, y_test) >= 0.99
+    # every training point is strictly on its own side of the separating line
+    assert np.all(y * p.decision_function(X) > 0)
+
+
+def test_overlapping_clouds_do_not_converge_but_beat_chance():
+    X, y = make_gaussian_clouds(200, mean_pos=(0.5, 0.5), mean_neg=(-0.5, -0.5), std=1.0, seed=0)
+    p = Perceptron(2, max_epochs=20, seed=0)
+    hist = p.train(X, y)
+    assert not hist["converged"] and len(hist["mistakes"]) == 20
+    assert p.score(X, y) > 0.6
+
+
+def test_zero_init_is_learning_rate_invariant():
+    """From w = 0 every weight vector is a multiple of the learning rate: predictions do not change."""
+    X, y = make_gaussian_clouds(50, std=1.5, seed=3)
+    a = Perceptron(2, max_epochs=5, learning_rate=0.01, seed=0)
+    b = Perceptron(2, max_epochs=5, learning_rate=10.0, seed=0)
+    a.train(X, y)
+    b.train(X, y)
+    np.testing.assert_allclose(b.w, 1000 * a.w, rtol=1e-10)
+    np.testing.assert_array_equal(a.forward(X), b.forward(X))
+
+
+def test_rejects_zero_one_labels_and_bad_shapes():
+    p = Perceptron(2)
+    with pytest.raises(ValueError, match=r"\+1 and -1"):
+        p.train(np.zeros((3, 2)), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="shape"):
+        p.forward(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="learning_rate"):
+        Perceptron(2, learning_rate=0)
+
+
+def test_decision_grid():
+    X = np.array([[0.0, 0.0], [1.0, 2.0]])
+    xx, yy, Z = decision_grid(lambda P: P[:, 0] > 0.5, X, resolution=11, margin=0.0)
+    assert xx.shape == yy.shape == Z.shape == (11, 11)
+    assert xx.min() == 0 and yy.max() == 2
+    np.testing.assert_array_equal(Z, xx > 0.5)
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        decision_grid(lambda P: P, np.zeros((3, 3)))
