@@ -1,6 +1,75 @@
 """Sandwich layers: common forward/backward combinations (affine-relu, conv-relu-pool, ...)."""
 
 # ============================================================================ fully connected (issue 3)
+from common.layers import (
+    affine_backward,
+    affine_forward,
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    dropout_backward,
+    dropout_forward,
+    layernorm_backward,
+    layernorm_forward,
+    relu_backward,
+    relu_forward,
+)
+
+
+def affine_relu_forward(x, w, b):
+    """Affine then ReLU. x (N, d_1, ..., d_k), w (D, M), b (M,) -> out (N, M), cache."""
+    a, fc_cache = affine_forward(x, w, b)
+    out, relu_cache = relu_forward(a)
+    return out, (fc_cache, relu_cache)
+
+
+def affine_relu_backward(dout, cache):
+    """Backward pass of ``affine_relu_forward``: dout (N, M) -> (dx, dw, db)."""
+    fc_cache, relu_cache = cache
+    da = relu_backward(dout, relu_cache)
+    return affine_backward(da, fc_cache)
+
+
+def affine_norm_relu_forward(x, w, b, gamma, beta, norm_param, normalization="batchnorm",
+                             dropout_param=None):
+    """Affine, then batchnorm or layernorm (or none), then ReLU, then optional dropout.
+
+    Inputs: x (N, d_1, ..., d_k), w (D, M), b (M,), gamma and beta (M,);
+    norm_param: the bn_param / ln_param dict; normalization: 'batchnorm' | 'layernorm' | None;
+    dropout_param: a dropout_param dict or None (no dropout).
+    Returns (out, cache): out (N, M).
+    """
+    a, fc_cache = affine_forward(x, w, b)
+    if normalization == "batchnorm":
+        a, norm_cache = batchnorm_forward(a, gamma, beta, norm_param)
+    elif normalization == "layernorm":
+        a, norm_cache = layernorm_forward(a, gamma, beta, norm_param)
+    elif normalization is None:
+        norm_cache = None
+    else:
+        raise ValueError(f"normalization must be 'batchnorm', 'layernorm' or None, got {normalization!r}")
+    out, relu_cache = relu_forward(a)
+    drop_cache = None
+    if dropout_param is not None:
+        out, drop_cache = dropout_forward(out, dropout_param)
+    return out, (fc_cache, normalization, norm_cache, relu_cache, drop_cache)
+
+
+def affine_norm_relu_backward(dout, cache):
+    """Backward pass of ``affine_norm_relu_forward``: dout (N, M) -> (dx, dw, db, dgamma, dbeta).
+
+    dgamma and dbeta are None when there was no normalization.
+    """
+    fc_cache, normalization, norm_cache, relu_cache, drop_cache = cache
+    if drop_cache is not None:
+        dout = dropout_backward(dout, drop_cache)
+    da = relu_backward(dout, relu_cache)
+    dgamma = dbeta = None
+    if normalization == "batchnorm":
+        da, dgamma, dbeta = batchnorm_backward_alt(da, norm_cache)
+    elif normalization == "layernorm":
+        da, dgamma, dbeta = layernorm_backward(da, norm_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db, dgamma, dbeta
 
 
 # ============================================================================ convolutional (issue 4)

@@ -1,0 +1,78 @@
+"""First-order update rules: each is ``update(w, dw, config=None) -> (next_w, config)``.
+
+``config`` holds the hyperparameters and the per-parameter state (velocity, moments); defaults are
+filled in with ``config.setdefault``, so the same dict is passed back in at the next step.
+"""
+import numpy as np
+
+
+def sgd(w, dw, config=None):
+    """Vanilla stochastic gradient descent: ``w -= learning_rate * dw``.
+
+    config: 'learning_rate' (1e-2).
+    """
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 1e-2)
+    w = w - config["learning_rate"] * dw
+    return w, config
+
+
+def sgd_momentum(w, dw, config=None):
+    """SGD with momentum: ``v = momentum * v - learning_rate * dw``, ``w = w + v``.
+
+    config: 'learning_rate' (1e-2), 'momentum' (0.9), state 'velocity' (zeros like w).
+    (torch.optim.SGD keeps ``b = momentum * b + dw`` and steps ``w -= lr * b``: the same trajectory
+    when the learning rate is constant, since then ``v = -lr * b``.)
+    """
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("momentum", 0.9)
+    v = config.get("velocity", np.zeros_like(w))
+    v = config["momentum"] * v - config["learning_rate"] * dw
+    next_w = w + v
+    config["velocity"] = v
+    return next_w, config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp: ``cache = decay_rate * cache + (1 - decay_rate) * dw**2``,
+    ``w -= learning_rate * dw / (sqrt(cache) + epsilon)``.
+
+    config: 'learning_rate' (1e-2), 'decay_rate' (0.99), 'epsilon' (1e-8), state 'cache'.
+    """
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("decay_rate", 0.99)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("cache", np.zeros_like(w))
+    cache = config["decay_rate"] * config["cache"] + (1 - config["decay_rate"]) * dw ** 2
+    next_w = w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
+    config["cache"] = cache
+    return next_w, config
+
+
+def adam(w, dw, config=None):
+    """Adam with bias correction (Kingma and Ba, 2015).
+
+    ``t += 1``; ``m = beta1 * m + (1 - beta1) * dw``; ``v = beta2 * v + (1 - beta2) * dw**2``;
+    ``w -= learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + epsilon)``.
+    config: 'learning_rate' (1e-3), 'beta1' (0.9), 'beta2' (0.999), 'epsilon' (1e-8),
+    state 'm', 'v' (uncorrected moments) and 't' (steps taken, 0 at the start).
+    """
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 1e-3)
+    config.setdefault("beta1", 0.9)
+    config.setdefault("beta2", 0.999)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("m", np.zeros_like(w))
+    config.setdefault("v", np.zeros_like(w))
+    config.setdefault("t", 0)
+    beta1, beta2 = config["beta1"], config["beta2"]
+    config["t"] += 1
+    t = config["t"]
+    config["m"] = beta1 * config["m"] + (1 - beta1) * dw
+    config["v"] = beta2 * config["v"] + (1 - beta2) * dw ** 2
+    m_hat = config["m"] / (1 - beta1 ** t)
+    v_hat = config["v"] / (1 - beta2 ** t)
+    next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
+    return next_w, config

@@ -1,0 +1,305 @@
+"""Core NumPy layers against two oracles: float64 centred differences and PyTorch autograd."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common import layers
+from common.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+
+# Tolerances. Numeric gradients (h=1e-5, float64): rel_error < 1e-7 for smooth layers; torch autograd
+# (float64, same maths): rel_error < 1e-10 unless stated.
+NUM_TOL = 1e-7
+TORCH_TOL = 1e-10
+
+SHAPES_2D = [(2, 3), (5, 7), (16, 4)]
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _torch_grads(fn, arrays, dout):
+    """Autograd gradients of sum(fn(*tensors) * dout) for every array; also returns the forward output."""
+    ts = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    out = fn(*ts)
+    out.backward(torch.tensor(dout, dtype=torch.float64))
+    return out.detach().numpy(), [t.grad.numpy() for t in ts]
+
+
+# ---------------------------------------------------------------------------- affine
+def test_affine_forward_matches_cs231n_values():
+    x = np.linspace(-0.1, 0.5, num=240).reshape(2, 4, 5, 6)
+    w = np.linspace(-0.2, 0.3, num=360).reshape(120, 3)
+    b = np.linspace(-0.3, 0.1, num=3)
+    out, _ = layers.affine_forward(x, w, b)
+    expected = np.array([[1.49834967, 1.70660132, 1.91485297], [3.25553199, 3.5141327, 3.77273342]])
+    assert rel_error(out, expected) < 1e-8
+
+
+@pytest.mark.parametrize("x_shape,M", [((3, 4), 5), ((2, 3, 4), 6), ((4, 2, 3, 2), 3)])
+def test_affine_backward(x_shape, M):
+    rng = _rng(1)
+    x = rng.standard_normal(x_shape)
+    D = int(np.prod(x_shape[1:]))
+    w, b = rng.standard_normal((D, M)), rng.standard_normal(M)
+    dout = rng.standard_normal((x_shape[0], M))
+    out, cache = layers.affine_forward(x, w, b)
+    dx, dw, db = layers.affine_backward(dout, cache)
+    assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
+    assert rel_error(dx, eval_numerical_gradient_array(lambda x: layers.affine_forward(x, w, b)[0], x, dout)) < NUM_TOL
+    assert rel_error(dw, eval_numerical_gradient_array(lambda w: layers.affine_forward(x, w, b)[0], w, dout)) < NUM_TOL
+    assert rel_error(db, eval_numerical_gradient_array(lambda b: layers.affine_forward(x, w, b)[0], b, dout)) < NUM_TOL
+    t_out, (tdx, tdw, tdb) = _torch_grads(lambda x, w, b: x.reshape(x.shape[0], -1) @ w + b, [x, w, b], dout)
+    assert rel_error(out, t_out) < TORCH_TOL
+    assert rel_error(dx, tdx) < TORCH_TOL and rel_error(dw, tdw) < TORCH_TOL and rel_error(db, tdb) < TORCH_TOL
+
+
+def test_affine_bad_shapes_raise():
+    x = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match="w"):
+        layers.affine_forward(x, np.zeros((11, 5)), np.zeros(5))
+    with pytest.raises(ValueError, match="b"):
+        layers.affine_forward(x, np.zeros((12, 5)), np.zeros(4))
+    with pytest.raises(ValueError, match="w"):
+        layers.affine_forward(x, np.zeros(12), np.zeros(5))
+
+
+# ---------------------------------------------------------------------------- activations
+ACTIVATIONS = {
+    "relu": (layers.relu_forward, layers.relu_backward, torch.relu),
+    "leaky_relu": (layers.leaky_relu_forward, layers.leaky_relu_backward, lambda t: F.leaky_relu(t, 0.01)),
+    "sigmoid": (layers.sigmoid_forward, layers.sigmoid_backward, torch.sigmoid),
+    "tanh": (layers.tanh_forward, layers.tanh_backward, torch.tanh),
+}
+
+
+def test_relu_forward_matches_cs231n_values():
+    x = np.linspace(-0.5, 0.5, num=12).reshape(3, 4)
+    out, _ = layers.relu_forward(x)
+    expected = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.04545455, 0.13636364],
+                         [0.22727273, 0.31818182, 0.40909091, 0.5]])
+    assert rel_error(out, expected) < 5e-8
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 4), (7,)])
+def test_activation_pairs(name, shape):
+    fwd, bwd, torch_fn = ACTIVATIONS[name]
+    rng = _rng(2)
+    x = rng.standard_normal(shape)
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from the ReLU kink, where centred differences disagree
+    dout = rng.standard_normal(shape)
+    out, cache = fwd(x)
+    dx = bwd(dout, cache)
+    assert out.shape == x.shape and dx.shape == x.shape
+    assert rel_error(dx, eval_numerical_gradient_array(lambda x: fwd(x)[0], x, dout)) < NUM_TOL
+    t_out, (tdx,) = _torch_grads(torch_fn, [x], dout)
+    assert rel_error(out, t_out) < TORCH_TOL
+    assert rel_error(dx, tdx) < TORCH_TOL
+
+
+def test_leaky_relu_alpha_and_sigmoid_no_overflow():
+    x = np.array([-2.0, 3.0])
+    out, cache = layers.leaky_relu_forward(x, alpha=0.2)
+    assert np.allclose(out, [-0.4, 3.0])
+    assert np.allclose(layers.leaky_relu_backward(np.ones(2), cache), [0.2, 1.0])
+    with np.errstate(over="raise"):
+        s, _ = layers.sigmoid_forward(np.array([-1000.0, 0.0, 1000.0]))
+    assert np.allclose(s, [0.0, 0.5, 1.0])
+
+
+# ---------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("N,C", [(1, 2), (5, 3), (50, 10)])
+def test_softmax_loss(N, C):
+    rng = _rng(3)
+    x = rng.standard_normal((N, C))
+    y = rng.integers(C, size=N)
+    loss, dx = layers.softmax_loss(x, y)
+    # entries of dx are as small as 1e-5 here, so the numeric check is relative to a tiny value: 1e-6
+    assert rel_error(dx, eval_numerical_gradient(lambda x: layers.softmax_loss(x, y)[0], x, verbose=False)) < 1e-6
+    xt = torch.tensor(x, requires_grad=True)
+    t_loss = F.cross_entropy(xt, torch.tensor(y))
+    t_loss.backward()
+    assert abs(loss - t_loss.item()) < 1e-12
+    assert rel_error(dx, xt.grad.numpy()) < TORCH_TOL
+
+
+def test_softmax_loss_small_scores_is_log_c_and_stable():
+    x = 1e-3 * _rng(4).standard_normal((100, 10))
+    loss, _ = layers.softmax_loss(x, np.arange(100) % 10)
+    assert abs(loss - np.log(10)) < 0.01
+    loss, dx = layers.softmax_loss(np.array([[1000.0, 0.0, -1000.0]]), np.array([0]))
+    assert np.isfinite(loss) and loss < 1e-12 and np.all(np.isfinite(dx))
+
+
+@pytest.mark.parametrize("N,C", [(1, 2), (5, 3), (50, 10)])
+def test_svm_loss(N, C):
+    rng = _rng(5)
+    x = rng.standard_normal((N, C))
+    y = rng.integers(C, size=N)
+    loss, dx = layers.svm_loss(x, y)
+    assert rel_error(dx, eval_numerical_gradient(lambda x: layers.svm_loss(x, y)[0], x, verbose=False)) < 1e-7
+    xt = torch.tensor(x, requires_grad=True)
+    t_loss = F.multi_margin_loss(xt, torch.tensor(y), margin=1.0) * C  # torch also divides by C
+    t_loss.backward()
+    assert abs(loss - t_loss.item()) < 1e-12
+    assert rel_error(dx, xt.grad.numpy()) < TORCH_TOL
+
+
+@pytest.mark.parametrize("loss_fn", [layers.softmax_loss, layers.svm_loss])
+def test_losses_bad_labels_raise(loss_fn):
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="y"):
+        loss_fn(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match="y"):
+        loss_fn(x, np.array([0, 1, 4]))
+    with pytest.raises(ValueError, match="x"):
+        loss_fn(np.zeros(3), np.array([0, 1, 2]))
+
+
+# ---------------------------------------------------------------------------- batchnorm
+@pytest.mark.parametrize("N,D", [(4, 3), (10, 5), (64, 2)])
+def test_batchnorm_forward_train_statistics_and_torch(N, D):
+    rng = _rng(6)
+    x = 3 * rng.standard_normal((N, D)) + 5
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    bn_param = {"mode": "train"}
+    out, _ = layers.batchnorm_forward(x, gamma, beta, bn_param)
+    xhat = (out - beta) / gamma
+    assert np.allclose(xhat.mean(axis=0), 0, atol=1e-10)
+    assert np.allclose(xhat.std(axis=0), 1, atol=1e-3)  # eps=1e-5 makes it slightly below 1
+    rm, rv = torch.zeros(D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64)
+    t_out = F.batch_norm(torch.tensor(x), rm, rv, torch.tensor(gamma), torch.tensor(beta),
+                         training=True, momentum=0.1, eps=1e-5)
+    assert rel_error(out, t_out.numpy()) < TORCH_TOL
+    # running averages: momentum 0.9 (torch's 0.1), but the BIASED batch variance (torch keeps the unbiased one)
+    assert rel_error(bn_param["running_mean"], rm.numpy()) < TORCH_TOL
+    assert rel_error(bn_param["running_var"], rv.numpy() * (N - 1) / N) < TORCH_TOL
+    assert rel_error(bn_param["running_var"], 0.1 * x.var(axis=0)) < TORCH_TOL
+
+
+def test_batchnorm_test_mode_uses_running_averages():
+    rng = _rng(7)
+    D = 3
+    gamma, beta = np.array([1.0, 2.0, 3.0]), np.array([0.0, -1.0, -2.0])
+    bn_param = {"mode": "train", "momentum": 0.9}
+    for _ in range(200):
+        layers.batchnorm_forward(2 * rng.standard_normal((50, D)) + 1, gamma, beta, bn_param)
+    assert np.allclose(bn_param["running_mean"], 1, atol=0.25)
+    assert np.allclose(bn_param["running_var"], 4, atol=1.0)
+    bn_param["mode"] = "test"
+    x = 2 * rng.standard_normal((2000, D)) + 1
+    out, cache = layers.batchnorm_forward(x, gamma, beta, bn_param)
+    assert cache is None
+    assert np.allclose(out.mean(axis=0), beta, atol=0.3)
+    assert np.allclose(out.std(axis=0), gamma, atol=0.3 * gamma)
+    expected = gamma * (x - bn_param["running_mean"]) / np.sqrt(bn_param["running_var"] + 1e-5) + beta
+    assert rel_error(out, expected) < 1e-12
+
+
+# N >= 3: with N = 2 the normalised values are +-1 whatever x is, dx ~ 0 and a relative error means nothing
+@pytest.mark.parametrize("N,D", [(4, 5), (3, 2), (16, 7)])
+@pytest.mark.parametrize("backward", [layers.batchnorm_backward, layers.batchnorm_backward_alt])
+def test_batchnorm_backward(N, D, backward):
+    rng = _rng(8)
+    x = 5 * rng.standard_normal((N, D)) + 12
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    dout = rng.standard_normal((N, D))
+
+    def f(x, gamma, beta):
+        return layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})[0]
+
+    _, cache = layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    dx, dgamma, dbeta = backward(dout, cache)
+    assert rel_error(dx, eval_numerical_gradient_array(lambda x: f(x, gamma, beta), x, dout)) < 1e-6
+    assert rel_error(dgamma, eval_numerical_gradient_array(lambda g: f(x, g, beta), gamma, dout)) < NUM_TOL
+    assert rel_error(dbeta, eval_numerical_gradient_array(lambda b: f(x, gamma, b), beta, dout)) < NUM_TOL
+    _, (tdx, tdg, tdb) = _torch_grads(
+        lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True, eps=1e-5), [x, gamma, beta], dout)
+    assert rel_error(dx, tdx) < 1e-8 and rel_error(dgamma, tdg) < TORCH_TOL and rel_error(dbeta, tdb) < TORCH_TOL
+
+
+def test_batchnorm_backward_alt_equals_graph_version():
+    rng = _rng(9)
+    x, dout = rng.standard_normal((100, 50)), rng.standard_normal((100, 50))
+    _, cache = layers.batchnorm_forward(x, np.ones(50), np.zeros(50), {"mode": "train"})
+    for a, b in zip(layers.batchnorm_backward(dout, cache), layers.batchnorm_backward_alt(dout, cache)):
+        assert rel_error(a, b) < 1e-10
+
+
+def test_batchnorm_bad_args_raise():
+    x = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="mode"):
+        layers.batchnorm_forward(x, np.ones(3), np.zeros(3), {"mode": "eval"})
+    with pytest.raises(ValueError, match="gamma"):
+        layers.batchnorm_forward(x, np.ones(4), np.zeros(3), {"mode": "train"})
+    with pytest.raises(ValueError, match="x"):
+        layers.batchnorm_forward(np.zeros((4, 3, 2)), np.ones(3), np.zeros(3), {"mode": "train"})
+
+
+# ---------------------------------------------------------------------------- layernorm
+@pytest.mark.parametrize("N,D", [(4, 5), (2, 3), (8, 16)])  # D >= 3, see batchnorm
+def test_layernorm(N, D):
+    rng = _rng(10)
+    x = 5 * rng.standard_normal((N, D)) + 12
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    dout = rng.standard_normal((N, D))
+
+    def f(x, gamma, beta):
+        return layers.layernorm_forward(x, gamma, beta, {})[0]
+
+    out, cache = layers.layernorm_forward(x, gamma, beta, {})
+    xhat = (out - beta) / gamma
+    assert np.allclose(xhat.mean(axis=1), 0, atol=1e-10)
+    dx, dgamma, dbeta = layers.layernorm_backward(dout, cache)
+    assert rel_error(dx, eval_numerical_gradient_array(lambda x: f(x, gamma, beta), x, dout)) < 1e-6
+    assert rel_error(dgamma, eval_numerical_gradient_array(lambda g: f(x, g, beta), gamma, dout)) < NUM_TOL
+    assert rel_error(dbeta, eval_numerical_gradient_array(lambda b: f(x, gamma, b), beta, dout)) < NUM_TOL
+    t_out, (tdx, tdg, tdb) = _torch_grads(lambda x, g, b: F.layer_norm(x, (D,), g, b, eps=1e-5),
+                                          [x, gamma, beta], dout)
+    assert rel_error(out, t_out) < TORCH_TOL
+    assert rel_error(dx, tdx) < 1e-8 and rel_error(dgamma, tdg) < TORCH_TOL and rel_error(dbeta, tdb) < TORCH_TOL
+
+
+# ---------------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.9])
+def test_dropout_forward_statistics(p):
+    x = _rng(11).standard_normal((500, 500)) + 10
+    out, (_, mask) = layers.dropout_forward(x, {"mode": "train", "p": p, "seed": 123})
+    kept = out != 0
+    assert abs(kept.mean() - p) < 0.01  # p is the KEEP probability
+    assert np.allclose(out[kept], x[kept] / p)  # inverted dropout: survivors scaled by 1/p
+    assert abs(out.mean() - x.mean()) < 0.05 * x.mean()  # expectation preserved
+    assert np.array_equal(out, x * mask)
+    out_test, _ = layers.dropout_forward(x, {"mode": "test", "p": p})
+    assert np.array_equal(out_test, x)
+
+
+def test_dropout_backward_and_local_rng():
+    rng = _rng(12)
+    x, dout = rng.standard_normal((10, 10)) + 10, rng.standard_normal((10, 10))
+    param = {"mode": "train", "p": 0.2, "seed": 123}
+    state = np.random.get_state()[1].copy()
+    out, cache = layers.dropout_forward(x, param)
+    out2, _ = layers.dropout_forward(x, param)
+    assert np.array_equal(state, np.random.get_state()[1]), "dropout touched NumPy's global RNG"
+    assert np.array_equal(out, out2), "the same seed must give the same mask"
+    dx = layers.dropout_backward(dout, cache)
+    dx_num = eval_numerical_gradient_array(lambda x: layers.dropout_forward(x, param)[0], x, dout)
+    assert rel_error(dx, dx_num) < 1e-9
+    _, cache = layers.dropout_forward(x, {"mode": "test", "p": 0.2})
+    assert np.array_equal(layers.dropout_backward(dout, cache), dout)
+    # an explicit generator is consumed: consecutive masks differ
+    gen = {"mode": "train", "p": 0.5, "rng": np.random.default_rng(0)}
+    assert not np.array_equal(layers.dropout_forward(x, gen)[0], layers.dropout_forward(x, gen)[0])
+
+
+def test_dropout_bad_args_raise():
+    x = np.ones((2, 2))
+    with pytest.raises(ValueError, match="p"):
+        layers.dropout_forward(x, {"mode": "train", "p": 0.0})
+    with pytest.raises(ValueError, match="p"):
+        layers.dropout_forward(x, {"mode": "train", "p": 1.5})
+    with pytest.raises(ValueError, match="mode"):
+        layers.dropout_forward(x, {"mode": "eval", "p": 0.5})

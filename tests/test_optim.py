@@ -1,0 +1,105 @@
+"""Update rules against their formulas and against torch.optim where the two coincide."""
+import numpy as np
+import pytest
+import torch
+
+from common import optim
+from common.gradient_check import rel_error
+
+
+def _grads(num_steps, shape=(4, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape) for _ in range(num_steps)]
+
+
+def _run_ours(rule, w0, grads, config):
+    w = w0.copy()
+    for g in grads:
+        w, config = rule(w, g, config)
+    return w, config
+
+
+def _run_torch(opt_cls, w0, grads, **kwargs):
+    p = torch.nn.Parameter(torch.tensor(w0))
+    opt = opt_cls([p], **kwargs)
+    for g in grads:
+        p.grad = torch.tensor(g)
+        opt.step()
+    return p.detach().numpy()
+
+
+def test_sgd_formula_and_torch():
+    w0 = np.random.default_rng(1).standard_normal((4, 5))
+    grads = _grads(5)
+    w, config = _run_ours(optim.sgd, w0, grads, {"learning_rate": 0.1})
+    assert rel_error(w, w0 - 0.1 * sum(grads)) < 1e-12
+    assert rel_error(w, _run_torch(torch.optim.SGD, w0, grads, lr=0.1)) < 1e-12
+    assert optim.sgd(w0, grads[0])[1]["learning_rate"] == 1e-2  # default
+
+
+def test_sgd_momentum_formula_and_torch():
+    w0 = np.random.default_rng(2).standard_normal((4, 5))
+    grads = _grads(6)
+    w, config = _run_ours(optim.sgd_momentum, w0, grads, {"learning_rate": 0.05})
+    v, w_ref = np.zeros_like(w0), w0.copy()
+    for g in grads:  # the contract: v = mu v - lr g; w = w + v
+        v = 0.9 * v - 0.05 * g
+        w_ref = w_ref + v
+    assert rel_error(w, w_ref) < 1e-12 and rel_error(config["velocity"], v) < 1e-12
+    # torch keeps b = mu b + g and steps w -= lr b: the same trajectory at a constant learning rate
+    assert rel_error(w, _run_torch(torch.optim.SGD, w0, grads, lr=0.05, momentum=0.9)) < 1e-12
+
+
+def test_sgd_momentum_cs231n_values():
+    N, D = 4, 5
+    w = np.linspace(-0.4, 0.6, num=N * D).reshape(N, D)
+    dw = np.linspace(-0.6, 0.4, num=N * D).reshape(N, D)
+    v = np.linspace(0.6, 0.9, num=N * D).reshape(N, D)
+    next_w, config = optim.sgd_momentum(w, dw, {"learning_rate": 1e-3, "velocity": v})
+    assert rel_error(next_w, w + 0.9 * v - 1e-3 * dw) < 1e-12
+    assert rel_error(next_w[0, :3], np.array([0.1406, 0.20738947, 0.27417895])) < 1e-6
+
+
+def test_rmsprop_formula_and_torch():
+    w0 = np.random.default_rng(3).standard_normal((4, 5))
+    grads = _grads(6)
+    w, config = _run_ours(optim.rmsprop, w0, grads, {"learning_rate": 1e-2})
+    cache, w_ref = np.zeros_like(w0), w0.copy()
+    for g in grads:
+        cache = 0.99 * cache + 0.01 * g ** 2
+        w_ref = w_ref - 1e-2 * g / (np.sqrt(cache) + 1e-8)
+    assert rel_error(w, w_ref) < 1e-12 and rel_error(config["cache"], cache) < 1e-12
+    # torch.optim.RMSprop: square_avg = alpha sa + (1 - alpha) g^2; w -= lr g / (sqrt(sa) + eps): identical
+    assert rel_error(w, _run_torch(torch.optim.RMSprop, w0, grads, lr=1e-2, alpha=0.99, eps=1e-8)) < 1e-10
+
+
+def test_adam_formula_and_torch():
+    w0 = np.random.default_rng(4).standard_normal((4, 5))
+    grads = _grads(7)
+    w, config = _run_ours(optim.adam, w0, grads, {"learning_rate": 1e-2})
+    m, v, w_ref = np.zeros_like(w0), np.zeros_like(w0), w0.copy()
+    for t, g in enumerate(grads, start=1):
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g ** 2
+        w_ref = w_ref - 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    assert config["t"] == len(grads)
+    assert rel_error(config["m"], m) < 1e-12 and rel_error(config["v"], v) < 1e-12  # uncorrected moments
+    assert rel_error(w, w_ref) < 1e-12
+    assert rel_error(w, _run_torch(torch.optim.Adam, w0, grads, lr=1e-2, betas=(0.9, 0.999), eps=1e-8)) < 1e-9
+
+
+def test_adam_first_step_is_lr_times_sign():
+    # after one bias-corrected step, m_hat / sqrt(v_hat) = g / |g|
+    w0 = np.zeros(5)
+    g = np.array([3.0, -0.2, 1e-3, -7.0, 0.5])
+    w, _ = optim.adam(w0, g, None)
+    assert rel_error(w, -1e-3 * np.sign(g)) < 1e-4
+
+
+@pytest.mark.parametrize("rule", [optim.sgd, optim.sgd_momentum, optim.rmsprop, optim.adam])
+def test_rules_decrease_a_quadratic(rule):
+    w = np.array([3.0, -2.0])
+    config = {"learning_rate": 0.05}
+    for _ in range(300):
+        w, config = rule(w, 2 * w, config)
+    assert np.linalg.norm(w) < 0.1
