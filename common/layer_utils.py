@@ -73,3 +73,62 @@ def affine_norm_relu_backward(dout, cache):
 
 
 # ============================================================================ convolutional (issue 4)
+from common.fast_layers import (  # noqa: E402
+    conv_backward_fast,
+    conv_forward_fast,
+    max_pool_backward_fast,
+    max_pool_forward_fast,
+)
+from common.layers import (  # noqa: E402
+    relu_backward,
+    relu_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+)
+
+
+def conv_relu_forward(x, w, b, conv_param):
+    """Convolution (fast layer) then ReLU. x (N, C, H, W), w (F, C, HH, WW), b (F,) -> out (N, F, H', W')."""
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    out, relu_cache = relu_forward(a)
+    return out, (conv_cache, relu_cache)
+
+
+def conv_relu_backward(dout, cache):
+    """Backward pass of ``conv_relu_forward``: dout (N, F, H', W') -> (dx, dw, db)."""
+    conv_cache, relu_cache = cache
+    da = relu_backward(dout, relu_cache)
+    return conv_backward_fast(da, conv_cache)
+
+
+def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
+    """Convolution, spatial batchnorm, ReLU. gamma, beta (F,) -> out (N, F, H', W')."""
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(an)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout, cache):
+    """Backward pass of ``conv_bn_relu_forward`` -> (dx, dw, db, dgamma, dbeta)."""
+    conv_cache, bn_cache, relu_cache = cache
+    dan = relu_backward(dout, relu_cache)
+    da, dgamma, dbeta = spatial_batchnorm_backward(dan, bn_cache)
+    dx, dw, db = conv_backward_fast(da, conv_cache)
+    return dx, dw, db, dgamma, dbeta
+
+
+def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
+    """Convolution, ReLU, max pool. x (N, C, H, W) -> out (N, F, H'', W'') after pooling."""
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    s, relu_cache = relu_forward(a)
+    out, pool_cache = max_pool_forward_fast(s, pool_param)
+    return out, (conv_cache, relu_cache, pool_cache)
+
+
+def conv_relu_pool_backward(dout, cache):
+    """Backward pass of ``conv_relu_pool_forward``: dout (N, F, H'', W'') -> (dx, dw, db)."""
+    conv_cache, relu_cache, pool_cache = cache
+    ds = max_pool_backward_fast(dout, pool_cache)
+    da = relu_backward(ds, relu_cache)
+    return conv_backward_fast(da, conv_cache)

@@ -316,3 +316,198 @@ def dropout_backward(dout, cache):
 
 # ============================================================================ convolutional layers (issue 4)
 # conv/pool (naive), spatial batchnorm, spatial groupnorm. Everything below this line belongs to issue 4.
+from common.im2col import output_size  # noqa: E402  (the shared geometry check: output size or a ValueError)
+
+
+def _check_conv_shapes(x, w, b):
+    """Validate x (N, C, H, W), w (F, C, HH, WW), b (F,) with clear errors."""
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    _check_ndim("w", w, 4, "(F, C, HH, WW)")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input channels (w.shape[1]) but x has C={x.shape[1]} "
+                         f"(x.shape[1]); they must match")
+    if np.shape(b) != (w.shape[0],):
+        raise ValueError(f"b must have shape (F,) = ({w.shape[0]},), got {np.shape(b)}")
+
+
+# ---------------------------------------------------------------------------- convolution and pooling
+def conv_forward_naive(x, w, b, conv_param):
+    """Convolution (cross-correlation, as in every DL library), one output value at a time.
+
+    ``out[n, f, i, j] = b[f] + sum_{c, k, l} w[f, c, k, l] * x_pad[n, c, i*stride + k, j*stride + l]``,
+    with ``x_pad`` = x zero-padded by ``pad`` on both sides of H and W.
+
+    Inputs:
+    - x: (N, C, H, W); w: (F, C, HH, WW); b: (F,)
+    - conv_param: {'stride': int >= 1, 'pad': int >= 0}
+    Returns (out, cache): out (N, F, H', W') with ``H' = 1 + (H + 2*pad - HH) // stride``,
+    ``W' = 1 + (W + 2*pad - WW) // stride``; cache (x, w, b, conv_param).
+    Raises ValueError when the geometry does not divide evenly (the message names H or W).
+    """
+    _check_conv_shapes(x, w, b)
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    H_out = output_size(H, HH, stride, pad, "H")
+    W_out = output_size(W, WW, stride, pad, "W")
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))  # (N, C, H + 2*pad, W + 2*pad)
+    out = np.zeros((N, F, H_out, W_out), dtype=np.result_type(x, w, b))
+    for n in range(N):
+        for f in range(F):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = x_pad[n, :, i * stride:i * stride + HH, j * stride:j * stride + WW]  # (C, HH, WW)
+                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]
+    return out, (x, w, b, conv_param)
+
+
+def conv_backward_naive(dout, cache):
+    """Backward pass of ``conv_forward_naive``: every output value sends its gradient back to its window.
+
+    ``dw[f] += dout[n, f, i, j] * window``, ``dx_pad[window] += dout[n, f, i, j] * w[f]``,
+    ``db[f] = sum_{n, i, j} dout[n, f, i, j]``.
+    Inputs: dout (N, F, H', W'); cache (x, w, b, conv_param).
+    Returns (dx, dw, db): (N, C, H, W), (F, C, HH, WW), (F,).
+    """
+    x, w, b, conv_param = cache
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    _, _, H_out, W_out = dout.shape
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dx_pad = np.zeros_like(x_pad, dtype=np.result_type(dout, x_pad))
+    dw = np.zeros_like(w, dtype=np.result_type(dout, w))
+    db = dout.sum(axis=(0, 2, 3))
+    for n in range(N):
+        for f in range(F):
+            for i in range(H_out):
+                for j in range(W_out):
+                    hs, ws = i * stride, j * stride
+                    dw[f] += dout[n, f, i, j] * x_pad[n, :, hs:hs + HH, ws:ws + WW]
+                    dx_pad[n, :, hs:hs + HH, ws:ws + WW] += dout[n, f, i, j] * w[f]
+    dx = dx_pad[:, :, pad:pad + H, pad:pad + W]  # drop the padding: (N, C, H, W)
+    return dx, dw, db
+
+
+def _pool_params(x, pool_param):
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    H_out = output_size(x.shape[2], ph, stride, 0, "H")
+    W_out = output_size(x.shape[3], pw, stride, 0, "W")
+    return ph, pw, stride, H_out, W_out
+
+
+def max_pool_forward_naive(x, pool_param):
+    """Max pooling, one window at a time: ``out[n, c, i, j] = max of x[n, c, window(i, j)]``.
+
+    Inputs: x (N, C, H, W); pool_param {'pool_height', 'pool_width', 'stride'} (no padding).
+    Returns (out, cache): out (N, C, H', W') with ``H' = 1 + (H - pool_height) // stride``,
+    ``W' = 1 + (W - pool_width) // stride``; cache (x, pool_param).
+    Raises ValueError when the window does not fit or the geometry does not divide evenly.
+    """
+    ph, pw, stride, H_out, W_out = _pool_params(x, pool_param)
+    N, C = x.shape[:2]
+    out = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    out[n, c, i, j] = x[n, c, i * stride:i * stride + ph, j * stride:j * stride + pw].max()
+    return out, (x, pool_param)
+
+
+def max_pool_backward_naive(dout, cache):
+    """Backward pass of max pooling: each window's gradient goes to the position of its maximum.
+
+    Ties go to the first maximum in row-major order (as ``np.argmax`` and PyTorch do).
+    Inputs: dout (N, C, H', W'); cache (x, pool_param). Returns dx (N, C, H, W).
+    """
+    x, pool_param = cache
+    ph, pw, stride, H_out, W_out = _pool_params(x, pool_param)
+    N, C = x.shape[:2]
+    dx = np.zeros_like(x, dtype=np.result_type(dout, x))
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = x[n, c, i * stride:i * stride + ph, j * stride:j * stride + pw]
+                    k, m = np.unravel_index(np.argmax(window), window.shape)
+                    dx[n, c, i * stride + k, j * stride + m] += dout[n, c, i, j]  # += : windows may overlap
+    return dx
+
+
+# ---------------------------------------------------------------------------- spatial normalisation
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Batchnorm for conv feature maps: one mean/variance per channel over (N, H, W).
+
+    Reuses ``batchnorm_forward`` on x viewed as (N*H*W, C).
+    Inputs: x (N, C, H, W); gamma, beta (C,); bn_param as in ``batchnorm_forward``.
+    Returns (out, cache): out (N, C, H, W).
+    """
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        if np.shape(arr) != (C,):
+            raise ValueError(f"{name} must have shape (C,) = ({C},) for x of shape {x.shape}, got {np.shape(arr)}")
+    x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (N, C, H, W) -> (N*H*W, C)
+    out_flat, cache = batchnorm_forward(x_flat, gamma, beta, bn_param)
+    out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)  # back to (N, C, H, W)
+    return out, cache
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Backward pass of spatial batchnorm (``batchnorm_backward_alt`` on the (N*H*W, C) view).
+
+    Inputs: dout (N, C, H, W). Returns (dx, dgamma, dbeta): (N, C, H, W), (C,), (C,).
+    """
+    N, C, H, W = dout.shape
+    dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)  # (N*H*W, C)
+    dx_flat, dgamma, dbeta = batchnorm_backward_alt(dout_flat, cache)
+    dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)  # (N, C, H, W)
+    return dx, dgamma, dbeta
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group normalisation: each sample's channels split into G groups, each normalised over (C/G, H, W).
+
+    ``xhat = (x - mean_group) / sqrt(var_group + eps)``, ``out = gamma * xhat + beta`` (per channel).
+    Same at train and test time (no running statistics).
+    Inputs: x (N, C, H, W); gamma, beta (1, C, 1, 1); G: number of groups, must divide C;
+    gn_param: dict with optional 'eps' (1e-5).
+    Returns (out, cache): out (N, C, H, W).
+    """
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    if int(G) != G or G < 1 or C % G != 0:
+        raise ValueError(f"G (number of groups) must be a positive integer dividing C={C}, got {G!r}")
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        if np.shape(arr) != (1, C, 1, 1):
+            raise ValueError(f"{name} must have shape (1, C, 1, 1) = (1, {C}, 1, 1), got {np.shape(arr)}")
+    eps = gn_param.get("eps", 1e-5)
+    xg = x.reshape(N, G, -1)  # (N, G, C//G * H * W): one row per (sample, group)
+    mu = xg.mean(axis=2, keepdims=True)
+    xc = xg - mu
+    var = (xc ** 2).mean(axis=2, keepdims=True)  # (N, G, 1)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (xc * inv_std).reshape(N, C, H, W)
+    out = gamma * xhat + beta
+    return out, (xhat, inv_std, gamma, G)
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """Backward pass of group norm: layernorm's closed form applied to each (sample, group) row.
+
+    With M = C/G * H * W elements per group and ``dxhat = dout * gamma``:
+    ``dx = inv_std / M * (M * dxhat - sum dxhat - xhat * sum(dxhat * xhat))`` (sums over the group).
+    Inputs: dout (N, C, H, W). Returns (dx, dgamma, dbeta): (N, C, H, W), (1, C, 1, 1), (1, C, 1, 1).
+    """
+    xhat, inv_std, gamma, G = cache
+    N, C, H, W = dout.shape
+    dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
+    dgamma = (dout * xhat).sum(axis=(0, 2, 3), keepdims=True)
+    dxhat = (dout * gamma).reshape(N, G, -1)  # (N, G, M)
+    xhat_g = xhat.reshape(N, G, -1)
+    M = xhat_g.shape[2]
+    dx = (inv_std / M) * (M * dxhat - dxhat.sum(axis=2, keepdims=True)
+                          - xhat_g * (dxhat * xhat_g).sum(axis=2, keepdims=True))
+    return dx.reshape(N, C, H, W), dgamma, dbeta

@@ -1,0 +1,208 @@
+"""Fast convolution and max pooling: im2col + one GEMM (col2im in Cython), and a reshape trick for pools that tile.
+
+Same signatures and results as the naive layers in ``common.layers`` (relative error < 1e-8). Each function
+also takes an optional ``backend``: ``'cython'`` (the compiled ``common.im2col_cython``), ``'numpy'`` (the
+pure-NumPy ``common.im2col``) or None (Cython when it is built, else NumPy with one warning saying how to
+build it). Both backends give the same numbers; only the speed differs.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from common.im2col import col2im, im2col, output_size
+
+try:
+    from common.im2col_cython import col2im_cython, im2col_cython
+except ImportError:  # not compiled yet: the NumPy path below gives the same results
+    col2im_cython = im2col_cython = None
+
+#: True when the Cython extension ``common.im2col_cython`` is built and importable.
+HAVE_CYTHON = im2col_cython is not None
+
+BUILD_HINT = ("the Cython extension common.im2col_cython is not built, so the fast layers use the "
+              "pure-NumPy im2col/col2im (same results, slower). Build it from the repository root with "
+              "`pip install -e .` or `make build` (= `python setup.py build_ext --inplace`).")
+
+
+class CythonNotBuiltWarning(UserWarning):
+    """Warned once when the fast layers fall back to NumPy because the extension is missing."""
+
+
+_warned = False
+
+
+def _backend(backend: str | None) -> str:
+    """Resolve ``backend`` (None | 'cython' | 'numpy') to 'cython' or 'numpy'; warns once on fallback."""
+    global _warned
+    if backend is None:
+        if HAVE_CYTHON:
+            return "cython"
+        if not _warned:
+            warnings.warn(BUILD_HINT, CythonNotBuiltWarning, stacklevel=3)
+            _warned = True
+        return "numpy"
+    if backend == "cython" and not HAVE_CYTHON:
+        raise ImportError("backend='cython' was requested but " + BUILD_HINT)
+    if backend not in ("cython", "numpy"):
+        raise ValueError(f"backend must be 'cython', 'numpy' or None, got {backend!r}")
+    return backend
+
+
+def _im2col(x, field_height, field_width, padding, stride, backend):
+    if backend == "cython":
+        return im2col_cython(x, field_height, field_width, padding, stride)
+    return im2col(x, field_height, field_width, padding, stride)
+
+
+def _col2im(cols, x_shape, field_height, field_width, padding, stride, backend):
+    if backend == "cython":
+        N, C, H, W = x_shape
+        return col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride)
+    return col2im(cols, x_shape, field_height, field_width, padding, stride)
+
+
+def _float(a):
+    """float32/float64 arrays stay as they are; anything else becomes float64."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+# ---------------------------------------------------------------------------- convolution
+def conv_forward_fast(x, w, b, conv_param, backend=None):
+    """Convolution as one matrix multiply: ``out = w.reshape(F, -1) @ im2col(x) + b``.
+
+    Inputs: x (N, C, H, W); w (F, C, HH, WW); b (F,); conv_param {'stride', 'pad'}.
+    Returns (out, cache): out (N, F, H', W') with ``H' = 1 + (H + 2*pad - HH) // stride`` (same for W').
+    """
+    x, w, b = _float(x), _float(w), _float(b)
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W) and w (F, C, HH, WW), got x {x.shape} and w {w.shape}")
+    N, C, H, W = x.shape
+    F, Cw, HH, WW = w.shape
+    if Cw != C:
+        raise ValueError(f"w has {Cw} input channels (w.shape[1]) but x has C={C} (x.shape[1]); they must match")
+    if b.shape != (F,):
+        raise ValueError(f"b must have shape (F,) = ({F},), got {b.shape}")
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    H_out = output_size(H, HH, stride, pad, "H")
+    W_out = output_size(W, WW, stride, pad, "W")
+    backend = _backend(backend)
+
+    x_cols = _im2col(x, HH, WW, pad, stride, backend)  # (C*HH*WW, N*H'*W')
+    out = w.reshape(F, -1) @ x_cols  # (F, C*HH*WW) @ (C*HH*WW, N*H'*W') -> (F, N*H'*W')
+    out += b[:, None]
+    out = np.ascontiguousarray(out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))  # (N, F, H', W')
+    cache = (x.shape, w, b, conv_param, x_cols, backend)
+    return out, cache
+
+
+def conv_backward_fast(dout, cache):
+    """Backward pass of ``conv_forward_fast``: two GEMMs and one col2im.
+
+    ``dw = dout_2d @ x_cols.T``, ``dx = col2im(w_2d.T @ dout_2d)``, ``db = sum over (N, H', W') of dout``.
+    Inputs: dout (N, F, H', W'). Returns (dx, dw, db) with the shapes of x, w, b.
+    """
+    x_shape, w, b, conv_param, x_cols, backend = cache
+    F, C, HH, WW = w.shape
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    db = dout.sum(axis=(0, 2, 3))
+    dout_2d = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (N, F, H', W') -> (F, N*H'*W')
+    dw = (dout_2d @ x_cols.T).reshape(w.shape)  # (F, N*H'*W') @ (N*H'*W', C*HH*WW)
+    dx_cols = w.reshape(F, -1).T @ dout_2d  # (C*HH*WW, F) @ (F, N*H'*W')
+    dx = _col2im(dx_cols, x_shape, HH, WW, pad, stride, backend)  # (N, C, H, W)
+    return dx, dw, db
+
+
+# CS231n's names for the same functions
+conv_forward_im2col = conv_forward_fast
+conv_backward_im2col = conv_backward_fast
+
+
+# ---------------------------------------------------------------------------- max pooling
+def _pool_geometry(x, pool_param):
+    if np.ndim(x) != 4:
+        raise ValueError(f"x must have shape (N, C, H, W), got {np.shape(x)}")
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    H_out = output_size(x.shape[2], ph, stride, 0, "H")
+    W_out = output_size(x.shape[3], pw, stride, 0, "W")
+    return ph, pw, stride, H_out, W_out
+
+
+def _tiles(x, ph, pw, stride):
+    """True when the pooling windows tile the input exactly (no overlap, no gaps)."""
+    return ph == pw == stride and x.shape[2] % ph == 0 and x.shape[3] % pw == 0
+
+
+def max_pool_forward_fast(x, pool_param, backend=None):
+    """Max pooling: the reshape trick when the windows tile the input, im2col otherwise.
+
+    Inputs: x (N, C, H, W); pool_param {'pool_height', 'pool_width', 'stride'} (no padding).
+    Returns (out, cache): out (N, C, H', W'), ``H' = 1 + (H - pool_height) // stride``.
+    """
+    x = _float(x)
+    ph, pw, stride, _, _ = _pool_geometry(x, pool_param)
+    if _tiles(x, ph, pw, stride):
+        return max_pool_forward_reshape(x, pool_param)
+    return max_pool_forward_im2col(x, pool_param, backend=backend)
+
+
+def max_pool_backward_fast(dout, cache):
+    """Backward pass of ``max_pool_forward_fast``: each window's gradient goes to its (first) maximum."""
+    method = cache[0]
+    if method == "reshape":
+        return max_pool_backward_reshape(dout, cache)
+    return max_pool_backward_im2col(dout, cache)
+
+
+def max_pool_forward_reshape(x, pool_param):
+    """Max pooling for windows that tile the input: view x as (N, C, H', ph, W', pw) and take the max.
+
+    Raises ``ValueError`` when the windows do not tile (pool_height == pool_width == stride dividing H, W).
+    """
+    x = _float(x)
+    ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param)
+    if not _tiles(x, ph, pw, stride):
+        raise ValueError("max_pool_forward_reshape needs pool_height == pool_width == stride dividing H and W, "
+                         f"got pool_param {pool_param} for x of shape {x.shape}; use max_pool_forward_im2col")
+    N, C, H, W = x.shape
+    out = x.reshape(N, C, H_out, ph, W_out, pw).max(axis=(3, 5))  # (N, C, H', W')
+    return out, ("reshape", x, pool_param)
+
+
+def max_pool_backward_reshape(dout, cache):
+    """Backward of ``max_pool_forward_reshape``: route dout to the first maximum of each window (like naive)."""
+    _, x, pool_param = cache
+    N, C, H, W = x.shape
+    ph, pw = pool_param["pool_height"], pool_param["pool_width"]
+    H_out, W_out = H // ph, W // pw
+    # (N, C, H', ph, W', pw) -> (N, C, H', W', ph*pw): one row per window, row-major inside the window
+    windows = x.reshape(N, C, H_out, ph, W_out, pw).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H_out, W_out, -1)
+    idx = windows.argmax(axis=-1)[..., None]  # (N, C, H', W', 1)
+    dwindows = np.zeros_like(windows, dtype=np.result_type(dout, x))
+    np.put_along_axis(dwindows, idx, dout[..., None], axis=-1)
+    return dwindows.reshape(N, C, H_out, W_out, ph, pw).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H, W)
+
+
+def max_pool_forward_im2col(x, pool_param, backend=None):
+    """Max pooling for any window/stride: im2col each channel separately and take the max of each column."""
+    x = _float(x)
+    ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param)
+    backend = _backend(backend)
+    N, C, H, W = x.shape
+    x_cols = _im2col(x.reshape(N * C, 1, H, W), ph, pw, 0, stride, backend)  # (ph*pw, N*C*H'*W')
+    idx = x_cols.argmax(axis=0)  # first maximum of each window
+    out = x_cols[idx, np.arange(x_cols.shape[1])].reshape(N, C, H_out, W_out)
+    return out, ("im2col", x.shape, x_cols.shape, idx, pool_param, backend)
+
+
+def max_pool_backward_im2col(dout, cache):
+    """Backward of ``max_pool_forward_im2col``: scatter dout into the argmax rows, then col2im (sums overlaps)."""
+    _, x_shape, cols_shape, idx, pool_param, backend = cache
+    N, C, H, W = x_shape
+    dx_cols = np.zeros(cols_shape, dtype=np.result_type(dout, np.float32))
+    dx_cols[idx, np.arange(cols_shape[1])] = dout.reshape(-1)  # columns are ordered (n, c, y, x) like dout
+    dx = _col2im(dx_cols, (N * C, 1, H, W), pool_param["pool_height"], pool_param["pool_width"], 0,
+                 pool_param["stride"], backend)
+    return dx.reshape(N, C, H, W)

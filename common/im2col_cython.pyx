@@ -1,0 +1,90 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""im2col / col2im in Cython (float32 and float64), same column layout as ``common/im2col.py``.
+
+    cols[(c * field_height + i) * field_width + j, (n * H_out + y) * W_out + x]
+        = x_padded[n, c, y * stride + i, x * stride + j]
+
+Built by ``pip install -e .`` (setup.py cythonizes this file) or ``make build``.
+"""
+import numpy as np
+
+cimport cython
+from cython cimport floating
+
+from common.im2col import output_size
+
+
+def _im2col_fill(const floating[:, :, :, ::1] x_padded, floating[:, ::1] cols,
+                 int field_height, int field_width, int stride, int H_out, int W_out):
+    """cols[row, col] = x_padded[n, c, y*stride + i, x*stride + j] (loops release the GIL)."""
+    cdef Py_ssize_t N = x_padded.shape[0]
+    cdef Py_ssize_t C = x_padded.shape[1]
+    cdef Py_ssize_t c, i, j, n, y, xx, row, col, h
+    with nogil:
+        for c in range(C):
+            for i in range(field_height):
+                for j in range(field_width):
+                    row = (c * field_height + i) * field_width + j
+                    col = 0
+                    for n in range(N):
+                        for y in range(H_out):
+                            h = y * stride + i
+                            for xx in range(W_out):
+                                cols[row, col] = x_padded[n, c, h, xx * stride + j]
+                                col += 1
+
+
+def _col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] x_padded,
+                int field_height, int field_width, int stride, int H_out, int W_out):
+    """x_padded[n, c, y*stride + i, x*stride + j] += cols[row, col] (the adjoint of _im2col_fill)."""
+    cdef Py_ssize_t N = x_padded.shape[0]
+    cdef Py_ssize_t C = x_padded.shape[1]
+    cdef Py_ssize_t c, i, j, n, y, xx, row, col, h
+    with nogil:
+        for c in range(C):
+            for i in range(field_height):
+                for j in range(field_width):
+                    row = (c * field_height + i) * field_width + j
+                    col = 0
+                    for n in range(N):
+                        for y in range(H_out):
+                            h = y * stride + i
+                            for xx in range(W_out):
+                                x_padded[n, c, h, xx * stride + j] += cols[row, col]
+                                col += 1
+
+
+def _float_array(a):
+    """A C-contiguous float32/float64 array (other dtypes become float64)."""
+    a = np.asarray(a)
+    if a.dtype != np.float32 and a.dtype != np.float64:
+        a = a.astype(np.float64)
+    return np.ascontiguousarray(a)
+
+
+def im2col_cython(x, int field_height, int field_width, int padding, int stride):
+    """x: (N, C, H, W) -> cols: (C * field_height * field_width, N * H_out * W_out)."""
+    x = _float_array(x)
+    N, C, H, W = x.shape
+    H_out = output_size(H, field_height, stride, padding, "H")
+    W_out = output_size(W, field_width, stride, padding, "W")
+    if padding > 0:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = np.empty((C * field_height * field_width, N * H_out * W_out), dtype=x.dtype)
+    _im2col_fill(x, cols, field_height, field_width, stride, H_out, W_out)
+    return cols
+
+
+def col2im_cython(cols, int N, int C, int H, int W, int field_height, int field_width, int padding, int stride):
+    """cols: (C * field_height * field_width, N * H_out * W_out) -> (N, C, H, W), overlapping windows summed."""
+    cols = _float_array(cols)
+    H_out = output_size(H, field_height, stride, padding, "H")
+    W_out = output_size(W, field_width, stride, padding, "W")
+    expected = (C * field_height * field_width, N * H_out * W_out)
+    if cols.shape != expected:
+        raise ValueError(f"cols must have shape {expected} for x of shape {(N, C, H, W)}, got {cols.shape}")
+    x_padded = np.zeros((N, C, H + 2 * padding, W + 2 * padding), dtype=cols.dtype)
+    _col2im_add(cols, x_padded, field_height, field_width, stride, H_out, W_out)
+    if padding > 0:
+        return np.ascontiguousarray(x_padded[:, :, padding:-padding, padding:-padding])
+    return x_padded
