@@ -9,6 +9,8 @@ PIP := $(PY) -m pip
 # Parallel workers for the tests (pytest-xdist); notebooks are spread one file per worker.
 WORKERS ?= 2
 JUPYTER_ARGS ?=
+# Jupyter refuses to start as root (containers, CI machines) unless told it may.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: run test setup data unit notebooks build clean-venv help
 .DEFAULT_GOAL := help
@@ -42,7 +44,7 @@ data: $(VENV)/.installed
 	PYTHON=$(PY) bash get_datasets.sh
 
 run: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=. $(JUPYTER_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(JUPYTER_ARGS)
 
 unit: setup
 	$(PY) -m pytest tests -n $(WORKERS)

