@@ -1,0 +1,200 @@
+"""The loss landscape: weight trajectories in PCA, input sensitivity, sharpness, batch size, interpolation."""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from common.dynamics.training import (TensorBatches, TensorData, TrainConfig, flat_params, loss_function,
+                                      make_mlp, set_flat_params, train_model)
+from common.train import evaluate
+
+__all__ = ["layer_slices", "weight_trajectories", "pca_project", "jacobian_norm", "input_gradient_norm",
+           "hessian_top_eigenvalue", "batch_size_sweep", "interpolate_models"]
+
+
+def layer_slices(model: nn.Module) -> dict[str, slice]:
+    """Where each named parameter sits in ``flat_params(model)``: ``{'1.weight': slice(0, 784 * H), ...}``."""
+    slices, offset = {}, 0
+    for name, p in model.named_parameters():
+        slices[name] = slice(offset, offset + p.numel())
+        offset += p.numel()
+    return slices
+
+
+def weight_trajectories(hidden_dims, data: TensorData, config: TrainConfig, num_runs: int = 4,
+                        activation: str = "relu", progress: bool = True) -> dict:
+    """Train ``num_runs`` MLPs (init seeds ``0..num_runs-1``) and keep their weights every
+    ``config.snapshot_every`` epochs.
+
+    Returns ``snapshots (R, S, P)`` (S snapshots per run, the first at initialisation), ``epochs (S,)``,
+    ``loss (R, S)`` (training loss at each snapshot, evaluated afterwards), ``slices`` (``layer_slices``)
+    and ``histories`` (one ``train_model`` history per run).
+    """
+    if not config.snapshot_every:
+        raise ValueError("config.snapshot_every must be > 0 (epochs between weight snapshots)")
+    if num_runs < 1:
+        raise ValueError(f"num_runs must be >= 1, got {num_runs}")
+    out_dim = data.y_train.shape[1] if config.loss == "mse" else int(data.y_train.max()) + 1
+    loss_fn = loss_function(config.loss)
+    snaps, losses, hists = [], [], []
+    for run in tqdm(range(num_runs), desc="runs", disable=not progress):
+        model = make_mlp(data.X_train.shape[1], hidden_dims, out_dim, activation, seed=run)
+        hist = train_model(model, data, replace(config, data_seed=config.data_seed + run), progress=False)
+        run_loss = []
+        for w in hist["snapshots"]:
+            set_flat_params(model, torch.from_numpy(w))
+            run_loss.append(evaluate(model, TensorBatches(data.X_train, data.y_train, 4096), loss_fn)["loss"])
+        snaps.append(np.stack(hist.pop("snapshots")))
+        losses.append(run_loss)
+        hists.append(hist)
+    return {"snapshots": np.stack(snaps), "epochs": np.array(hists[0]["snapshot_epoch"]),
+            "loss": np.array(losses), "slices": layer_slices(model), "histories": hists}
+
+
+def pca_project(snapshots: np.ndarray, n_components: int = 2, columns: slice | None = None):
+    """Project weight snapshots ``(R, S, P)`` onto the top principal components of all of them together.
+
+    ``columns`` restricts to some parameters (e.g. one layer's slice). Returns ``(projected (R, S, k),
+    explained_variance_ratio (k,))``; one PCA (sklearn) is fitted on all ``R * S`` snapshots, so the runs
+    share one coordinate system.
+    """
+    from sklearn.decomposition import PCA
+
+    snapshots = np.asarray(snapshots)
+    if snapshots.ndim != 3:
+        raise ValueError(f"snapshots must have shape (runs, snapshots, params), got {snapshots.shape}")
+    R, S, _ = snapshots.shape
+    W = snapshots if columns is None else snapshots[:, :, columns]
+    flat = W.reshape(R * S, -1)  # (R*S, P)
+    if n_components > min(flat.shape):
+        raise ValueError(f"n_components={n_components} exceeds min(samples, features)={min(flat.shape)}")
+    pca = PCA(n_components=n_components).fit(flat)
+    return pca.transform(flat).reshape(R, S, n_components), pca.explained_variance_ratio_
+
+
+def jacobian_norm(model: nn.Module, X: torch.Tensor, batch_size: int = 1024) -> float:
+    """Sensitivity: mean over samples of the Frobenius norm of the output-input Jacobian ``d f(x) / d x``
+    (``C x D`` per sample). For a linear net ``f(x) = W x + b`` it is ``||W||_F``.
+
+    Samples must not interact (no batch norm in train mode): row ``i`` of ``d sum_i f_c(x_i) / d X`` is then
+    ``d f_c(x_i) / d x_i``, so ``C`` backward passes give every Jacobian.
+    """
+    model.eval()
+    total, N = 0.0, len(X)
+    for start in range(0, N, batch_size):
+        x = X[start: start + batch_size].clone().requires_grad_(True)
+        out = model(x)  # (B, C)
+        sq = torch.zeros(len(x))
+        for c in range(out.shape[1]):
+            (g,) = torch.autograd.grad(out[:, c].sum(), x, retain_graph=c < out.shape[1] - 1)
+            sq += g.reshape(len(x), -1).pow(2).sum(1)
+        total += float(sq.sqrt().sum())
+    return total / N
+
+
+def input_gradient_norm(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str = "ce",
+                        batch_size: int = 1024) -> float:
+    """Mean over samples of ``||d loss(f(x_i), y_i) / d x_i||_2``: how much the loss moves with the input."""
+    model.eval()
+    loss_fn = loss_function(loss)
+    loss_fn.reduction = "sum"
+    total = 0.0
+    for start in range(0, len(X), batch_size):
+        x = X[start: start + batch_size].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss_fn(model(x), y[start: start + batch_size]), x)
+        total += float(g.reshape(len(x), -1).norm(dim=1).sum())
+    return total / len(X)
+
+
+def hessian_top_eigenvalue(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str = "ce",
+                           num_iters: int = 30, tol: float = 1e-4, seed: int = 0) -> float:
+    """Sharpness: the largest-magnitude eigenvalue of the Hessian of the mean loss on ``(X, y)`` with respect
+    to all parameters, by power iteration on Hessian-vector products (double backprop, no Hessian stored).
+
+    Stops after ``num_iters`` iterations or when the estimate changes by less than ``tol`` (relative).
+    """
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_value = loss_function(loss)(model(X), y)
+    grads = torch.autograd.grad(loss_value, params, create_graph=True)
+    g = torch.Generator().manual_seed(seed)
+    v = [torch.randn(p.shape, generator=g) for p in params]
+    norm = torch.sqrt(sum((t * t).sum() for t in v))
+    v = [t / norm for t in v]
+    eig = 0.0
+    for _ in range(num_iters):
+        Hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+        new_eig = float(sum((a * b).sum() for a, b in zip(v, Hv)))  # Rayleigh quotient v^T H v
+        norm = torch.sqrt(sum((t * t).sum() for t in Hv))
+        if norm == 0:
+            return 0.0
+        v = [t.detach() / norm for t in Hv]
+        if abs(new_eig - eig) <= tol * abs(new_eig):
+            return new_eig
+        eig = new_eig
+    return eig
+
+
+def batch_size_sweep(batch_sizes, data: TensorData, hidden_dims=(128,), config: TrainConfig | None = None,
+                     init_seed: int = 0, num_eval: int = 1000, hessian_iters: int = 20,
+                     lr_scaling: str = "none", base_batch_size: int = 64, progress: bool = True) -> dict:
+    """Train the same MLP (same initial weights) with each batch size for the same number of epochs; then
+    measure on ``num_eval`` training samples its sensitivity (``jacobian_norm``, ``input_gradient_norm``)
+    and sharpness (``hessian_top_eigenvalue``). ``lr_scaling`` 'none' keeps ``config.lr``; 'sqrt' / 'linear'
+    use ``config.lr * (b / base_batch_size) ** (1/2 or 1)``, so large batches are not simply under-trained.
+
+    Returns arrays over batch sizes: ``batch_size``, ``train_loss``, ``train_acc``, ``test_loss``,
+    ``test_acc``, ``jacobian_norm``, ``input_grad_norm``, ``sharpness``, ``steps``, ``lr``; and ``models`` (the
+    trained nets, for ``interpolate_models``).
+    """
+    batch_sizes = [int(b) for b in batch_sizes]
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ValueError(f"batch_sizes must be a non-empty list of positive ints, got {batch_sizes}")
+    config = config or TrainConfig(epochs=5, lr=1e-3, record_steps=False)
+    powers = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
+    if lr_scaling not in powers:
+        raise ValueError(f"lr_scaling must be one of {sorted(powers)}, got {lr_scaling!r}")
+    num_classes = int(data.y_train.max()) + 1
+    Xe, ye = data.X_train[:num_eval], data.y_train[:num_eval]
+    rows, models = [], []
+    for b in tqdm(batch_sizes, desc="batch sizes", disable=not progress):
+        model = make_mlp(data.X_train.shape[1], hidden_dims, num_classes, seed=init_seed)
+        lr = config.lr * (b / base_batch_size) ** powers[lr_scaling]
+        hist = train_model(model, data, replace(config, batch_size=b, lr=lr, eval_every=config.epochs),
+                           progress=False)
+        rows.append(dict(batch_size=b, lr=lr, steps=config.epochs * -(-len(data.X_train) // b), **hist["final"],
+                         jacobian_norm=jacobian_norm(model, Xe), input_grad_norm=input_gradient_norm(model, Xe, ye),
+                         sharpness=hessian_top_eigenvalue(model, Xe, ye, num_iters=hessian_iters, seed=init_seed)))
+        models.append(model)
+    result = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    result["models"] = models
+    return result
+
+
+def interpolate_models(model_a: nn.Module, model_b: nn.Module, data: TensorData, alphas=None,
+                       loss: str = "ce", progress: bool = True) -> dict[str, np.ndarray]:
+    """Loss and accuracy of ``theta(alpha) = (1 - alpha) theta_a + alpha theta_b`` on train and test data.
+
+    ``alphas`` default: 31 points in ``[-1, 2]``. Returns arrays ``alpha``, ``train_loss``, ``train_acc``,
+    ``test_loss``, ``test_acc`` (accuracies NaN for ``loss='mse'``).
+    """
+    theta_a, theta_b = flat_params(model_a), flat_params(model_b)
+    if theta_a.shape != theta_b.shape:
+        raise ValueError(f"models differ in size: {theta_a.numel()} vs {theta_b.numel()} parameters; "
+                         "interpolate between two nets of the same architecture")
+    alphas = np.linspace(-1.0, 2.0, 31) if alphas is None else np.asarray(alphas, dtype=np.float64)
+    probe = copy.deepcopy(model_a)
+    loss_fn = loss_function(loss)
+    out = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    for alpha in tqdm(alphas, desc="alpha", disable=not progress, leave=False):
+        set_flat_params(probe, (1 - alpha) * theta_a + alpha * theta_b)
+        for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
+            stats = evaluate(probe, TensorBatches(X, y, 4096), loss_fn)
+            out[f"{split}_loss"].append(stats["loss"])
+            out[f"{split}_acc"].append(stats["acc"] if loss == "ce" else float("nan"))
+    return {"alpha": alphas, **{k: np.array(v) for k, v in out.items()}}

@@ -1,0 +1,268 @@
+"""Tests for common.dynamics: models, batching, training records, sensitivity, sharpness, PCA, interpolation."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from common.dynamics import (TensorBatches, TensorData, TrainConfig, batch_size_sweep, count_parameters,
+                             damped_sine, equal_size_architectures, fit_function, flat_params, function_data,
+                             hessian_top_eigenvalue, input_gradient_norm, interpolate_models, jacobian_norm,
+                             layer_slices, make_mlp, mlp_param_count, param_count_sweep, pca_project,
+                             random_label_experiment, set_flat_params, shuffle_labels, train_model,
+                             weight_trajectories, width_for_param_count)
+from common.train import evaluate
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets: thread hand-offs cost more than they save on a shared machine; restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def blobs(N=200, D=5, C=3, seed=0, random_labels=False):
+    """Well separated Gaussian blobs as TensorData (train and test from the same distribution)."""
+    g = torch.Generator().manual_seed(seed)
+    centers = 4 * torch.randn(C, D, generator=g)
+    y = torch.randint(C, (2 * N,), generator=g)
+    X = centers[y] + torch.randn(2 * N, D, generator=g)
+    y_train = shuffle_labels(y[:N], seed) if random_labels else y[:N]
+    return TensorData(X[:N], y_train, X[N:], y[N:])
+
+
+def test_make_mlp_seeded_counts_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b, c = make_mlp(4, [7, 5], 3, seed=1), make_mlp(4, [7, 5], 3, seed=1), make_mlp(4, [7, 5], 3, seed=2)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(flat_params(a), flat_params(b)) and not torch.equal(flat_params(a), flat_params(c))
+    assert count_parameters(a) == mlp_param_count(4, [7, 5], 3) == 4 * 7 + 7 + 7 * 5 + 5 + 5 * 3 + 3
+    assert a(torch.zeros(2, 1, 2, 2)).shape == (2, 3)  # flattens image-shaped input
+    bound = 1 / np.sqrt(4)
+    assert a[1].weight.abs().max() <= bound
+    with pytest.raises(ValueError, match="activation"):
+        make_mlp(4, [3], 2, activation="swish")
+
+
+def test_width_for_param_count_is_closest():
+    for depth, target in [(1, 600), (2, 600), (4, 600), (3, 5000)]:
+        w = width_for_param_count(depth, target)
+        err = abs(mlp_param_count(1, [w] * depth, 1) - target)
+        for other in (w - 1, w + 1):
+            if other >= 1:
+                assert err <= abs(mlp_param_count(1, [other] * depth, 1) - target)
+    archs = equal_size_architectures(600, depths=(1, 4))
+    assert list(archs.values()) == [[200], [13] * 4]
+    with pytest.raises(ValueError, match="num_hidden_layers"):
+        width_for_param_count(0, 100)
+
+
+def test_flat_params_roundtrip_and_layer_slices():
+    model = make_mlp(3, [4], 2, seed=0)
+    theta = torch.arange(count_parameters(model), dtype=torch.float32)
+    set_flat_params(model, theta)
+    assert torch.equal(flat_params(model), theta)
+    sl = layer_slices(model)
+    assert torch.equal(model[1].weight.reshape(-1), theta[sl["1.weight"]])
+    assert torch.equal(model[3].bias, theta[sl["3.bias"]])
+    with pytest.raises(ValueError, match="parameters"):
+        set_flat_params(model, theta[:-1])
+
+
+def test_tensor_batches_cover_each_sample_once_and_are_seeded():
+    X, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
+    batches = list(TensorBatches(X, y, 3, shuffle=True, seed=5))
+    assert [len(b[1]) for b in batches] == [3, 3, 3, 1] and len(TensorBatches(X, y, 3)) == 4
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(10))
+    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in batches)
+    again = list(TensorBatches(X, y, 3, shuffle=True, seed=5))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorBatches(X, y, 0)
+
+
+def test_shuffle_labels_is_a_permutation():
+    y = torch.randint(10, (1000,), generator=torch.Generator().manual_seed(0))
+    z = shuffle_labels(y, seed=3)
+    assert torch.equal(torch.bincount(y, minlength=10), torch.bincount(z, minlength=10))
+    assert (z != y).float().mean() > 0.8
+
+
+def test_train_model_records_steps_and_snapshots():
+    data = blobs()
+    model = make_mlp(5, [16], 3, seed=0)
+    before = evaluate(model, TensorBatches(data.X_train, data.y_train, 1000))["loss"]
+    cfg = TrainConfig(epochs=4, batch_size=50, lr=1e-2, snapshot_every=2)
+    hist = train_model(model, data, cfg, progress=False)
+    assert len(hist["step_loss"]) == len(hist["grad_norm"]) == 4 * 4
+    assert hist["snapshot_epoch"] == [0, 2, 4] and len(hist["snapshots"]) == 3
+    assert hist["snapshots"][0].shape == (count_parameters(model),)
+    np.testing.assert_allclose(hist["snapshots"][-1], flat_params(model).numpy())
+    assert hist["epoch"] == [1, 2, 3, 4]
+    assert hist["final"]["train_loss"] < 0.5 * before and hist["final"]["test_acc"] > 0.9
+    assert all(g > 0 for g in hist["grad_norm"])
+
+
+def test_grad_norm_matches_manual_first_step():
+    data = blobs(N=40)
+    model = make_mlp(5, [8], 3, seed=0)
+    reference = make_mlp(5, [8], 3, seed=0)
+    hist = train_model(model, data, TrainConfig(epochs=1, batch_size=40, lr=1e-3), progress=False)
+    loss = nn.CrossEntropyLoss()(reference(data.X_train), data.y_train)  # full batch: same order, same batch
+    loss.backward()
+    manual = torch.sqrt(sum((p.grad ** 2).sum() for p in reference.parameters()))
+    assert hist["step_loss"][0] == pytest.approx(loss.item(), rel=1e-5)
+    assert hist["grad_norm"][0] == pytest.approx(manual.item(), rel=1e-5)
+
+
+def test_train_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="l1")
+
+
+def test_function_data_and_fit_reduces_loss():
+    data = function_data(num_train=64, num_test=50, seed=0)
+    assert data.X_train.shape == (64, 1) and data.y_test.shape == (50, 1)
+    np.testing.assert_allclose(damped_sine(np.array([0.0, 0.2, 0.1])), [1.0, 0.0, 1 / (0.5 * np.pi)], atol=1e-7)
+    cfg = TrainConfig(epochs=300, batch_size=64, lr=1e-2, loss="mse", eval_every=100)
+    res = fit_function([32], data, cfg, progress=False)
+    var = data.y_train.var().item()
+    assert res["final"]["train_loss"] < 0.5 * var
+    assert res["prediction"].shape == (50,) and res["num_params"] == 3 * 32 + 1
+    assert np.isnan(res["final"]["test_acc"])
+    with pytest.raises(ValueError, match="mse"):
+        fit_function([4], data, TrainConfig(loss="ce"))
+
+
+def test_random_labels_are_memorised_not_generalised():
+    data = blobs(N=100, D=50, C=4, random_labels=True)
+    cfg = TrainConfig(epochs=100, batch_size=100, lr=1e-2, record_steps=False, eval_every=50)
+    hist = random_label_experiment(data, hidden_dims=(64,), config=cfg, progress=False)
+    assert hist["num_params"] == 50 * 64 + 64 + 64 * 4 + 4
+    assert hist["final"]["train_acc"] > 0.9
+    assert hist["final"]["test_acc"] < 0.5  # chance is 0.25
+
+
+def test_param_count_sweep_shapes_and_capacity():
+    data = blobs(N=150, D=10, C=3)
+    res = param_count_sweep([1, 8], data, TrainConfig(epochs=30, batch_size=50, lr=1e-2, record_steps=False),
+                            progress=False)
+    np.testing.assert_array_equal(res["num_params"], [10 + 1 + 1 * 3 + 3, 10 * 8 + 8 + 8 * 3 + 3])
+    assert res["train_acc"][1] > 0.95 and res["train_loss"][1] < res["train_loss"][0]
+    with pytest.raises(ValueError, match="widths"):
+        param_count_sweep([], data)
+
+
+def test_jacobian_norm_of_linear_net_is_frobenius_of_weights():
+    model = make_mlp(6, [], 4, seed=0)  # f(x) = W x + b
+    X = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
+    assert jacobian_norm(model, X, batch_size=7) == pytest.approx(model[1].weight.norm().item(), rel=1e-5)
+
+
+def test_jacobian_and_input_gradient_match_autograd_per_sample():
+    torch.manual_seed(0)
+    model = make_mlp(5, [7], 3, activation="tanh", seed=0)
+    X, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
+    jac = [torch.autograd.functional.jacobian(lambda x: model(x[None])[0], X[i]).norm() for i in range(6)]
+    assert jacobian_norm(model, X, batch_size=4) == pytest.approx(torch.stack(jac).mean().item(), rel=1e-5)
+    grads = [torch.autograd.functional.jacobian(
+        lambda x: nn.functional.cross_entropy(model(x[None]), y[i:i + 1]), X[i]).norm() for i in range(6)]
+    assert input_gradient_norm(model, X, y, batch_size=4) == pytest.approx(torch.stack(grads).mean().item(),
+                                                                           rel=1e-5)
+
+
+def test_hessian_top_eigenvalue_matches_full_hessian():
+    model = make_mlp(3, [4], 2, activation="tanh", seed=0).double()
+    g = torch.Generator().manual_seed(1)
+    X, y = torch.randn(20, 3, generator=g, dtype=torch.float64), torch.randint(2, (20,), generator=g)
+    theta = flat_params(model)
+
+    def loss_of(flat):
+        offset, out = 0, X
+        params = []
+        for p in model.parameters():
+            params.append(flat[offset: offset + p.numel()].view_as(p))
+            offset += p.numel()
+        W1, b1, W2, b2 = params
+        return nn.functional.cross_entropy(torch.tanh(out @ W1.T + b1) @ W2.T + b2, y)
+
+    H = torch.autograd.functional.hessian(loss_of, theta)
+    eig = torch.linalg.eigvalsh(H)
+    top = eig[eig.abs().argmax()].item()
+    est = hessian_top_eigenvalue(model, X, y, num_iters=500, tol=1e-10)
+    assert est == pytest.approx(top, rel=1e-3)
+
+
+def test_pca_project_recovers_a_plane():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((50, 2)))[0].T  # (2, 50) orthonormal
+    coords = rng.standard_normal((3, 10, 2)) * [5.0, 1.0]
+    snaps = coords @ basis + 7.0  # (3, 10, 50): on an affine plane
+    proj, ratio = pca_project(snaps)
+    assert proj.shape == (3, 10, 2) and ratio.sum() == pytest.approx(1.0, abs=1e-8)
+    # distances within the plane are preserved by the projection
+    d_true = np.linalg.norm(snaps[0, 0] - snaps[2, 9])
+    assert np.linalg.norm(proj[0, 0] - proj[2, 9]) == pytest.approx(d_true, rel=1e-8)
+    _, ratio1 = pca_project(snaps, columns=slice(0, 10))
+    assert ratio1.shape == (2,)
+    with pytest.raises(ValueError, match="snapshots"):
+        pca_project(snaps[0])
+
+
+def test_weight_trajectories_shapes_and_loss_at_snapshots():
+    data = function_data(num_train=32, num_test=20)
+    cfg = TrainConfig(epochs=20, batch_size=32, lr=1e-2, loss="mse", snapshot_every=5, record_steps=False)
+    res = weight_trajectories([6], data, cfg, num_runs=2, progress=False)
+    assert res["snapshots"].shape == (2, 5, 3 * 6 + 1) and list(res["epochs"]) == [0, 5, 10, 15, 20]
+    assert res["loss"].shape == (2, 5) and np.all(res["loss"][:, -1] < res["loss"][:, 0])
+    assert not np.allclose(res["snapshots"][0, 0], res["snapshots"][1, 0])  # different inits
+    with pytest.raises(ValueError, match="snapshot_every"):
+        weight_trajectories([6], data, TrainConfig(loss="mse"), progress=False)
+
+
+def test_interpolate_models_endpoints_and_linearity():
+    data = blobs(N=60)
+    a, b = make_mlp(5, [], 3, seed=0), make_mlp(5, [], 3, seed=1)
+    res = interpolate_models(a, b, data, alphas=[0.0, 0.5, 1.0], progress=False)
+    for alpha, model in ((0, a), (2, b)):
+        ref = evaluate(model, TensorBatches(data.X_test, data.y_test, 100))
+        assert res["test_loss"][alpha] == pytest.approx(ref["loss"], rel=1e-5)
+        assert res["test_acc"][alpha] == pytest.approx(ref["acc"])
+    # a linear net's logits are linear in alpha, so the midpoint's logits are the average
+    mid = make_mlp(5, [], 3, seed=2)
+    set_flat_params(mid, 0.5 * (flat_params(a) + flat_params(b)))
+    ref = nn.functional.cross_entropy(0.5 * (a(data.X_train) + b(data.X_train)), data.y_train).item()
+    assert res["train_loss"][1] == pytest.approx(ref, rel=1e-5)
+    with pytest.raises(ValueError, match="same architecture"):
+        interpolate_models(a, make_mlp(5, [2], 3, seed=0), data)
+
+
+def test_batch_size_sweep_returns_all_measures():
+    data = blobs(N=120, D=8)
+    res = batch_size_sweep([10, 120], data, (8,), TrainConfig(epochs=3, lr=1e-2, record_steps=False),
+                           num_eval=50, hessian_iters=5, lr_scaling="sqrt", base_batch_size=10, progress=False)
+    np.testing.assert_array_equal(res["steps"], [36, 3])
+    np.testing.assert_allclose(res["lr"], [1e-2, 1e-2 * np.sqrt(12)])
+    assert len(res["models"]) == 2 and np.all(res["jacobian_norm"] > 0) and np.all(np.isfinite(res["sharpness"]))
+    with pytest.raises(ValueError, match="lr_scaling"):
+        batch_size_sweep([10], data, lr_scaling="cubic")
+
+
+def test_mnist_tensors_if_available():
+    from common.data import DatasetNotFoundError
+    from common.dynamics import mnist_tensors
+    try:
+        data = mnist_tensors(300, 100, seed=0)
+    except DatasetNotFoundError:
+        pytest.skip("MNIST not downloaded")
+    assert data.X_train.shape == (300, 784) and data.X_test.shape == (100, 784)
+    assert abs(data.X_train.mean().item()) < 0.3 and 0.7 < data.X_train.std().item() < 1.3
+    shuffled = mnist_tensors(300, 100, seed=0, random_labels=True)
+    assert torch.equal(shuffled.X_train, data.X_train)
+    assert torch.equal(torch.bincount(shuffled.y_train), torch.bincount(data.y_train))
+    assert (shuffled.y_train != data.y_train).float().mean() > 0.7
+    with pytest.raises(ValueError, match="num_train"):
+        mnist_tensors(0)
