@@ -49,14 +49,15 @@ run: setup
 unit: setup
 	$(PY) -m pytest tests -n $(WORKERS)
 
+# Notebooks in quick mode, one notebook per worker; one BLAS/torch thread per kernel so that parallel
+# kernels do not fight over the cores.
 notebooks: setup
-	COURSE_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
-		-n $(WORKERS) --dist loadfile assignment1 assignment2 assignment3
+	COURSE_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider \
+		-n $(WORKERS) --dist loadfile --durations=5 assignment1 assignment2 assignment3
 
-test: setup
-	$(PY) -m pytest tests -n $(WORKERS)
-	COURSE_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
-		-n $(WORKERS) --dist loadfile assignment1 assignment2 assignment3
+# Unit tests first (fast), then every notebook.
+test: unit notebooks
 
 clean-venv:
 	rm -rf $(VENV)
