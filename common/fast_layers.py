@@ -157,9 +157,11 @@ def max_pool_backward_fast(dout, cache):
 
 
 def max_pool_forward_reshape(x, pool_param):
-    """Max pooling for windows that tile the input: view x as (N, C, H', ph, W', pw) and take the max.
+    """Max pooling for windows that tile the input: view x as (N, C, H', ph, W', pw), max over the taps.
 
-    Raises ``ValueError`` when the windows do not tile (pool_height == pool_width == stride dividing H, W).
+    The max is taken with one ``np.maximum`` per window tap (ph * pw of them) on strided views of the
+    reshaped array: much faster than ``max(axis=(3, 5))``, whose reduction over two short strided axes
+    is slow in NumPy. Raises ``ValueError`` unless pool_height == pool_width == stride divide H and W.
     """
     x = _float(x)
     ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param)
@@ -167,22 +169,33 @@ def max_pool_forward_reshape(x, pool_param):
         raise ValueError("max_pool_forward_reshape needs pool_height == pool_width == stride dividing H and W, "
                          f"got pool_param {pool_param} for x of shape {x.shape}; use max_pool_forward_im2col")
     N, C, H, W = x.shape
-    out = x.reshape(N, C, H_out, ph, W_out, pw).max(axis=(3, 5))  # (N, C, H', W')
-    return out, ("reshape", x, pool_param)
+    x_r = x.reshape(N, C, H_out, ph, W_out, pw)  # a view: window (i, j) is x_r[:, :, i, :, j, :]
+    out = x_r[:, :, :, 0, :, 0].copy()  # (N, C, H', W')
+    for i in range(ph):
+        for j in range(pw):
+            np.maximum(out, x_r[:, :, :, i, :, j], out=out)
+    return out, ("reshape", x, out, pool_param)
 
 
 def max_pool_backward_reshape(dout, cache):
-    """Backward of ``max_pool_forward_reshape``: route dout to the first maximum of each window (like naive)."""
-    _, x, pool_param = cache
+    """Backward of ``max_pool_forward_reshape``: route dout to the first maximum of each window (like naive).
+
+    Taps are visited in row-major order; a tap receives the gradient where it equals the window's max
+    and no earlier tap did.
+    """
+    _, x, out, pool_param = cache
     N, C, H, W = x.shape
     ph, pw = pool_param["pool_height"], pool_param["pool_width"]
-    H_out, W_out = H // ph, W // pw
-    # (N, C, H', ph, W', pw) -> (N, C, H', W', ph*pw): one row per window, row-major inside the window
-    windows = x.reshape(N, C, H_out, ph, W_out, pw).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H_out, W_out, -1)
-    idx = windows.argmax(axis=-1)[..., None]  # (N, C, H', W', 1)
-    dwindows = np.zeros_like(windows, dtype=np.result_type(dout, x))
-    np.put_along_axis(dwindows, idx, dout[..., None], axis=-1)
-    return dwindows.reshape(N, C, H_out, W_out, ph, pw).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H, W)
+    H_out, W_out = out.shape[2:]
+    x_r = x.reshape(N, C, H_out, ph, W_out, pw)
+    dx_r = np.zeros(x_r.shape, dtype=np.result_type(dout, x))  # (N, C, H', ph, W', pw)
+    free = np.ones(out.shape, dtype=bool)  # windows whose maximum has not been found yet
+    for i in range(ph):
+        for j in range(pw):
+            hit = free & (x_r[:, :, :, i, :, j] == out)
+            np.multiply(dout, hit, out=dx_r[:, :, :, i, :, j])
+            free &= ~hit
+    return dx_r.reshape(N, C, H, W)
 
 
 def max_pool_forward_im2col(x, pool_param, backend=None):

@@ -10,28 +10,37 @@ import numpy as np
 
 cimport cython
 from cython cimport floating
+from libc.string cimport memcpy
 
 from common.im2col import output_size
 
 
 def _im2col_fill(const floating[:, :, :, ::1] x_padded, floating[:, ::1] cols,
                  int field_height, int field_width, int stride, int H_out, int W_out):
-    """cols[row, col] = x_padded[n, c, y*stride + i, x*stride + j] (loops release the GIL)."""
+    """cols[row, col] = x_padded[n, c, y*stride + i, x*stride + j] (loops release the GIL).
+
+    Each (row, n, y) step copies one output row of W_out values: a memcpy when stride == 1.
+    """
     cdef Py_ssize_t N = x_padded.shape[0]
     cdef Py_ssize_t C = x_padded.shape[1]
-    cdef Py_ssize_t c, i, j, n, y, xx, row, col, h
+    cdef Py_ssize_t c, i, j, n, y, xx, row
+    cdef floating* dst
+    cdef const floating* src
     with nogil:
         for c in range(C):
             for i in range(field_height):
                 for j in range(field_width):
                     row = (c * field_height + i) * field_width + j
-                    col = 0
+                    dst = &cols[row, 0]
                     for n in range(N):
                         for y in range(H_out):
-                            h = y * stride + i
-                            for xx in range(W_out):
-                                cols[row, col] = x_padded[n, c, h, xx * stride + j]
-                                col += 1
+                            src = &x_padded[n, c, y * stride + i, j]
+                            if stride == 1:
+                                memcpy(dst, src, W_out * sizeof(floating))
+                            else:
+                                for xx in range(W_out):
+                                    dst[xx] = src[xx * stride]
+                            dst += W_out
 
 
 def _col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] x_padded,
@@ -39,19 +48,21 @@ def _col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] x_padded,
     """x_padded[n, c, y*stride + i, x*stride + j] += cols[row, col] (the adjoint of _im2col_fill)."""
     cdef Py_ssize_t N = x_padded.shape[0]
     cdef Py_ssize_t C = x_padded.shape[1]
-    cdef Py_ssize_t c, i, j, n, y, xx, row, col, h
+    cdef Py_ssize_t c, i, j, n, y, xx, row
+    cdef const floating* src
+    cdef floating* dst
     with nogil:
         for c in range(C):
             for i in range(field_height):
                 for j in range(field_width):
                     row = (c * field_height + i) * field_width + j
-                    col = 0
+                    src = &cols[row, 0]
                     for n in range(N):
                         for y in range(H_out):
-                            h = y * stride + i
+                            dst = &x_padded[n, c, y * stride + i, j]
                             for xx in range(W_out):
-                                x_padded[n, c, h, xx * stride + j] += cols[row, col]
-                                col += 1
+                                dst[xx * stride] += src[xx]
+                            src += W_out
 
 
 def _float_array(a):

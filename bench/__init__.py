@@ -1,0 +1,1 @@
+"""Benchmarks of the course library; run one with ``python -m bench.<name>`` from the repository root."""

@@ -1,0 +1,201 @@
+"""Speed of convolution and max pooling: naive loops vs im2col (Cython and NumPy) vs PyTorch, one run.
+
+Run from the repository root:
+
+    python -m bench.conv                  # 1 BLAS/torch thread (stable on a shared machine)
+    python -m bench.conv --threads 2      # as many threads as you have cores
+    python -m bench.conv --markdown       # also print the tables as Markdown (for bench/RESULTS.md)
+
+Shapes (from the issue): the CS231n layer (x 100x3x31x31, w 25x3x3x3, stride 2, pad 1) and a VGG-sized
+layer (x 64x64x16x16, w 128x64x3x3, stride 1, pad 1); max pool 2x2 stride 2 on 100x3x32x32 (reshape trick)
+and 3x3 stride 2 on 100x3x31x31 (im2col). The naive conv runs once and only on the CS231n shape (on the VGG
+layer it would take minutes); every other time is the minimum over ``--repeats`` runs. All ratios in one
+report come from the same run, which is what makes them comparable on a loaded machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+from common import fast_layers, layers
+
+CONV_CASES = {
+    "cs231n": dict(x=(100, 3, 31, 31), w=(25, 3, 3, 3), stride=2, pad=1, naive=True),
+    "vgg": dict(x=(64, 64, 16, 16), w=(128, 64, 3, 3), stride=1, pad=1, naive=False),
+}
+POOL_CASES = {
+    "2x2/2 (reshape)": dict(x=(100, 3, 32, 32), pool=2, stride=2),
+    "3x3/2 (im2col)": dict(x=(100, 3, 31, 31), pool=3, stride=2),
+}
+# (description, numerator, denominator, minimum ratio): ratio = time[numerator] / time[denominator]
+TARGETS = [
+    ("fast conv forward vs naive (cs231n)", ("cs231n", "naive", "fwd"), ("cs231n", "fast", "fwd"), 200.0),
+    ("fast conv backward vs naive (cs231n)", ("cs231n", "naive", "bwd"), ("cs231n", "fast", "bwd"), 400.0),
+    ("torch f64 fwd+bwd vs fast (cs231n)", ("cs231n", "torch f64", "f+b"), ("cs231n", "fast", "f+b"), 1 / 3),
+    ("torch f64 fwd+bwd vs fast (vgg)", ("vgg", "torch f64", "f+b"), ("vgg", "fast", "f+b"), 1 / 1.5),
+]
+
+
+def best_time(fn, repeats: int) -> float:
+    """Minimum wall time of ``fn()`` over ``repeats`` calls, in seconds (one warm-up call first)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_conv(case: dict, repeats: int, rng: np.random.Generator) -> dict:
+    """Times (seconds) keyed (implementation, 'fwd' | 'bwd' | 'f+b')."""
+    import torch
+    import torch.nn.functional as F
+
+    x, w = rng.standard_normal(case["x"]), rng.standard_normal(case["w"])
+    b = rng.standard_normal(case["w"][0])
+    conv_param = {"stride": case["stride"], "pad": case["pad"]}
+    times = {}
+    backends = ["cython", "numpy"] if fast_layers.HAVE_CYTHON else ["numpy"]
+    for backend in backends:
+        name = "fast" if backend == backends[0] else "fast (numpy)"
+        out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param, backend=backend)
+        dout = rng.standard_normal(out.shape)
+        times[name, "fwd"] = best_time(lambda: fast_layers.conv_forward_fast(x, w, b, conv_param, backend=backend),
+                                       repeats)
+        times[name, "bwd"] = best_time(lambda: fast_layers.conv_backward_fast(dout, cache), repeats)
+        times[name, "f+b"] = times[name, "fwd"] + times[name, "bwd"]
+    for dtype, label in ((torch.float64, "torch f64"), (torch.float32, "torch f32")):
+        xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+        wt = torch.tensor(w, dtype=dtype, requires_grad=True)
+        bt = torch.tensor(b, dtype=dtype, requires_grad=True)
+        dt = torch.tensor(dout, dtype=dtype)
+
+        def forward():
+            return F.conv2d(xt, wt, bt, stride=case["stride"], padding=case["pad"])
+
+        def forward_no_grad():
+            with torch.no_grad():
+                return forward()
+
+        out_t = forward()
+        times[label, "fwd"] = best_time(forward_no_grad, repeats)
+        times[label, "bwd"] = best_time(lambda: torch.autograd.grad(out_t, (xt, wt, bt), dt, retain_graph=True),
+                                        repeats)
+        times[label, "f+b"] = times[label, "fwd"] + times[label, "bwd"]
+    if case["naive"]:
+        out, cache = layers.conv_forward_naive(x, w, b, conv_param)
+        times["naive", "fwd"] = once(lambda: layers.conv_forward_naive(x, w, b, conv_param))
+        times["naive", "bwd"] = once(lambda: layers.conv_backward_naive(dout, cache))
+        times["naive", "f+b"] = times["naive", "fwd"] + times["naive", "bwd"]
+    return times
+
+
+def bench_pool(case: dict, repeats: int, rng: np.random.Generator) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    x = rng.standard_normal(case["x"])
+    pool_param = {"pool_height": case["pool"], "pool_width": case["pool"], "stride": case["stride"]}
+    out, cache = fast_layers.max_pool_forward_fast(x, pool_param)
+    dout = rng.standard_normal(out.shape)
+    times = {
+        ("fast", "fwd"): best_time(lambda: fast_layers.max_pool_forward_fast(x, pool_param), repeats),
+        ("fast", "bwd"): best_time(lambda: fast_layers.max_pool_backward_fast(dout, cache), repeats),
+    }
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = F.max_pool2d(xt, case["pool"], stride=case["stride"])
+    with torch.no_grad():
+        times["torch f64", "fwd"] = best_time(lambda: F.max_pool2d(xt, case["pool"], stride=case["stride"]), repeats)
+    times["torch f64", "bwd"] = best_time(
+        lambda: torch.autograd.grad(out_t, xt, torch.tensor(dout), retain_graph=True), repeats)
+    out_n, cache_n = layers.max_pool_forward_naive(x, pool_param)
+    times["naive", "fwd"] = once(lambda: layers.max_pool_forward_naive(x, pool_param))
+    times["naive", "bwd"] = once(lambda: layers.max_pool_backward_naive(dout, cache_n))
+    return times
+
+
+def machine_summary(threads: int) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"{cpu}, {os.cpu_count()} logical CPUs; load average (1/5/15 min) {load}; "
+            f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; "
+            f"threads: {threads}; Cython extension built: {fast_layers.HAVE_CYTHON}")
+
+
+def format_table(title: str, times: dict, markdown: bool) -> str:
+    impls = list(dict.fromkeys(k[0] for k in times))
+    cols = [c for c in ("fwd", "bwd", "f+b") if any(k[1] == c for k in times)]
+    ref = "fast"
+    header = ["impl"] + [f"{c} ms" for c in cols] + [f"{c} / fast" for c in cols]
+    rows = []
+    for impl in impls:
+        row = [impl] + [f"{1e3 * times[impl, c]:.2f}" for c in cols]
+        row += [f"{times[impl, c] / times[ref, c]:.2f}x" for c in cols]
+        rows.append(row)
+    if markdown:
+        lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    else:
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+        lines = [title] + ["  ".join(s.rjust(wd) for s, wd in zip(r, widths)) for r in [header] + rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per fast/torch timing (minimum is kept)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    print(machine_summary(args.threads))
+    results = {}
+    with threadpool_limits(args.threads):
+        for name, case in CONV_CASES.items():
+            results[name] = bench_conv(case, args.repeats, rng)
+            print(format_table(f"conv {name}: x {case['x']}, w {case['w']}, stride {case['stride']}, "
+                               f"pad {case['pad']}", results[name], args.markdown), flush=True)
+            print()
+        for name, case in POOL_CASES.items():
+            results["pool " + name] = times = bench_pool(case, args.repeats, rng)
+            print(format_table(f"max pool {name}: x {case['x']}", times, args.markdown), flush=True)
+            print()
+    print(f"load average after the run: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print("targets (ratios from this run):")
+    for desc, num, den, minimum in TARGETS:
+        ratio = results[num[0]][num[1:]] / results[den[0]][den[1:]]
+        print(f"  {desc}: {ratio:.2f}x (target >= {minimum:.2f}x) {'PASS' if ratio >= minimum else 'MISS'}")
+    for name in POOL_CASES:
+        t = results["pool " + name]
+        for d in ("fwd", "bwd"):
+            ratio = t["naive", d] / t["fast", d]
+            print(f"  fast pool {name} {d} vs naive: {ratio:.0f}x (target >= 50x) {'PASS' if ratio >= 50 else 'MISS'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
