@@ -21,6 +21,13 @@ _EXPORTS = {
     "make_gaussian_clouds": "generators",
     "ArrayDataset": "torch_data",
     "make_loader": "torch_data",
+    "channel_stats": "augment",
+    "normalize": "augment",
+    "denormalize": "augment",
+    "random_crop": "augment",
+    "random_flip": "augment",
+    "Augment": "augment",
+    "TensorBatches": "augment",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,113 @@
+"""Tensor augmentation and the DataLoader-free batch iterator, checked against direct NumPy computations."""
+import numpy as np
+import pytest
+import torch
+
+from common.data.augment import (Augment, TensorBatches, channel_stats, denormalize, normalize, random_crop,
+                                 random_flip, to_tensor)
+
+
+def test_channel_stats_match_numpy():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(50, 3, 8, 8), dtype=np.uint8)
+    mean, std = channel_stats(X)
+    Xf = X.astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean.numpy(), Xf.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), Xf.transpose(1, 0, 2, 3).reshape(3, -1).std(axis=1, ddof=1), rtol=1e-5)
+    assert mean.shape == (3,) and mean.dtype == torch.float32
+
+
+def test_normalize_standardises_each_channel_and_round_trips():
+    rng = np.random.default_rng(1)
+    X = (rng.random((40, 3, 6, 6)) * np.array([50, 120, 250]).reshape(1, 3, 1, 1)).astype(np.uint8)
+    mean, std = channel_stats(X)
+    Xn = normalize(X, mean, std)
+    np.testing.assert_allclose(Xn.mean(dim=(0, 2, 3)).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(Xn.std(dim=(0, 2, 3)).numpy(), 1, atol=1e-4)
+    torch.testing.assert_close(denormalize(Xn, mean, std), to_tensor(X), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="one value per channel"):
+        normalize(X, [0.5], [0.2, 0.2])
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        to_tensor(np.zeros((3, 28, 28), np.uint8))
+
+
+def test_random_crop_is_a_shifted_window_of_the_padded_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 2, 7, 9)
+    p = 2
+    out = random_crop(x, p, generator=g)
+    assert out.shape == x.shape
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (p, p), (p, p)))  # the oracle: zero padding in NumPy
+    offsets = []
+    for n in range(len(x)):
+        hits = [(i, j) for i in range(2 * p + 1) for j in range(2 * p + 1)
+                if np.array_equal(padded[n, :, i:i + 7, j:j + 9], out[n].numpy())]
+        assert hits, f"image {n} is not a crop of its padded version"
+        offsets.append(hits[0])
+    assert len(set(offsets)) == (2 * p + 1) ** 2  # 300 draws hit all 25 offsets
+    # the centre offset leaves an image unchanged
+    assert any(torch.equal(out[n], x[n]) for n in range(len(x)))
+    # reproducible with the same seed
+    torch.testing.assert_close(random_crop(x, p, torch.Generator().manual_seed(0)), out, rtol=0, atol=0)
+    assert random_crop(x, 0) is x
+    with pytest.raises(ValueError, match="padding"):
+        random_crop(x, -1)
+
+
+def test_random_flip():
+    x = torch.randn(1000, 1, 4, 5)
+    assert torch.equal(random_flip(x, 0.0), x)
+    assert torch.equal(random_flip(x, 1.0), x.flip(3))
+    out = random_flip(x, 0.5, torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, xi.flip(2)) for o, xi in zip(out, x)])
+    kept = torch.tensor([torch.equal(o, xi) for o, xi in zip(out, x)])
+    assert bool((flipped ^ kept).all())  # each image is exactly one of the two
+    assert 0.45 < flipped.float().mean().item() < 0.55
+    with pytest.raises(ValueError, match="p must be"):
+        random_flip(x, 1.5)
+
+
+def test_augment_preserves_pixel_values_and_is_seeded():
+    x = torch.arange(64 * 3 * 5 * 5, dtype=torch.float32).reshape(64, 3, 5, 5)
+    a = Augment(padding=1, flip=0.5, seed=3)(x)
+    b = Augment(padding=1, flip=0.5, seed=3)(x)
+    assert torch.equal(a, b)
+    for n in range(len(x)):  # every value comes from the same image (or is padding)
+        values = set(a[n].flatten().tolist()) - {0.0}
+        assert values <= set(x[n].flatten().tolist())
+    assert not torch.equal(a, x)
+
+
+def test_tensor_batches_cover_every_sample_once_per_epoch():
+    X = torch.arange(103, dtype=torch.float32).reshape(103, 1, 1, 1)
+    y = torch.arange(103)
+    batches = TensorBatches(X, y, batch_size=10, seed=0)
+    assert len(batches) == 11
+    epochs = []
+    for _ in range(2):
+        seen = []
+        for xb, yb in batches:
+            assert torch.equal(xb.flatten().long(), yb)  # images stay paired with their labels
+            seen.append(yb)
+        order = torch.cat(seen)
+        assert sorted(order.tolist()) == list(range(103))
+        epochs.append(order)
+    assert not torch.equal(epochs[0], epochs[1])  # a new permutation each epoch
+    again = torch.cat([yb for _, yb in TensorBatches(X, y, batch_size=10, seed=0)])
+    assert torch.equal(again, epochs[0])  # same seed, same first epoch
+    assert len(TensorBatches(X, y, batch_size=10, drop_last=True)) == 10
+    ordered = torch.cat([yb for _, yb in TensorBatches(X, y, batch_size=7, shuffle=False)])
+    assert torch.equal(ordered, y)
+
+
+def test_tensor_batches_transform_layout_and_errors():
+    X, y = torch.randn(20, 3, 8, 8), torch.zeros(20, dtype=torch.long)
+    batches = TensorBatches(X, y, batch_size=8, transform=Augment(padding=2), memory_format=torch.channels_last)
+    xb, _ = next(iter(batches))
+    assert xb.shape == (8, 3, 8, 8) and xb.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="samples"):
+        TensorBatches(X, y[:5])
+    with pytest.raises(ValueError, match="normalise"):
+        TensorBatches(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), y[:4])
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorBatches(X, y, batch_size=0)
