@@ -1,0 +1,233 @@
+"""Recurrent layers in NumPy: vanilla RNN and LSTM (step and sequence), word embedding, temporal affine and loss."""
+import numpy as np
+
+from common.layers import sigmoid_forward
+
+
+def _sigmoid(x):
+    return sigmoid_forward(x)[0]
+
+
+def _check_shapes(x, prev_h, Wx, Wh, b, gates):
+    """Raise ValueError naming the argument whose shape does not fit ``x (N, D)``, ``prev_h (N, H)``."""
+    N, D = x.shape
+    H = prev_h.shape[1]
+    if prev_h.shape[0] != N:
+        raise ValueError(f"prev_h has shape {prev_h.shape} but x has {N} rows; prev_h must be (N, H) = ({N}, H)")
+    if Wx.shape != (D, gates * H):
+        raise ValueError(f"Wx has shape {Wx.shape}; with x {x.shape} and h {prev_h.shape} it must be ({D}, {gates * H})")
+    if Wh.shape != (H, gates * H):
+        raise ValueError(f"Wh has shape {Wh.shape}; it must be ({H}, {gates * H})")
+    if b.shape != (gates * H,):
+        raise ValueError(f"b has shape {b.shape}; it must be ({gates * H},)")
+
+
+# ---------------------------------------------------------------------------- vanilla RNN
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """One step of a tanh RNN: ``next_h = tanh(x @ Wx + prev_h @ Wh + b)``.
+
+    Inputs: x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,).
+    Returns (next_h (N, H), cache).
+    """
+    _check_shapes(x, prev_h, Wx, Wh, b, gates=1)
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)  # (N, H)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """Backward pass of one RNN step; ``d tanh(a) / da = 1 - tanh(a)^2``.
+
+    Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).
+    """
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - next_h ** 2)  # (N, H)
+    return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Run the RNN over a whole sequence.
+
+    Inputs: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
+    Returns (h (N, T, H), cache).
+    """
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (N, T, D), got {x.shape}")
+    N, T, _ = x.shape
+    h = np.zeros((N, T, h0.shape[1]), dtype=np.result_type(x, h0, Wx))
+    caches = []
+    prev_h = h0
+    for t in range(T):
+        prev_h, cache = rnn_step_forward(x[:, t], prev_h, Wx, Wh, b)
+        h[:, t] = prev_h
+        caches.append(cache)
+    return h, caches
+
+
+def rnn_backward(dh, cache):
+    """Backward pass over the sequence: ``dh (N, T, H)`` is the upstream gradient of every hidden state.
+
+    Returns (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
+    """
+    caches = cache
+    N, T, H = dh.shape
+    D = caches[0][0].shape[1]
+    dx = np.zeros((N, T, D), dtype=dh.dtype)
+    dWx, dWh, db = np.zeros_like(caches[0][2]), np.zeros_like(caches[0][3]), np.zeros(H, dtype=dh.dtype)
+    dprev_h = np.zeros((N, H), dtype=dh.dtype)
+    for t in reversed(range(T)):
+        # The state at t receives gradient from the loss at t and from step t+1.
+        dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, caches[t])
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    return dx, dprev_h, dWx, dWh, db
+
+
+# ---------------------------------------------------------------------------- LSTM
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step with the gates in the order i, f, o, g.
+
+    ``a = x @ Wx + prev_h @ Wh + b`` (N, 4H), split into four (N, H) blocks:
+    ``i = sigmoid(a_i), f = sigmoid(a_f), o = sigmoid(a_o), g = tanh(a_g)``;
+    ``next_c = f * prev_c + i * g``, ``next_h = o * tanh(next_c)``.
+
+    Inputs: x (N, D), prev_h (N, H), prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
+    Returns (next_h (N, H), next_c (N, H), cache).
+    """
+    _check_shapes(x, prev_h, Wx, Wh, b, gates=4)
+    if prev_c.shape != prev_h.shape:
+        raise ValueError(f"prev_c has shape {prev_c.shape}; it must match prev_h {prev_h.shape}")
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b  # (N, 4H)
+    i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), _sigmoid(a[:, 2 * H:3 * H])
+    g = np.tanh(a[:, 3 * H:])
+    next_c = f * prev_c + i * g
+    tanh_c = np.tanh(next_c)
+    next_h = o * tanh_c
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Backward pass of one LSTM step.
+
+    Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).
+    """
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c = cache
+    dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)  # total gradient reaching next_c
+    do = dnext_h * tanh_c
+    di, df, dg = dc * g, dc * prev_c, dc * i
+    dprev_c = dc * f
+    da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g ** 2)], axis=1)  # (N, 4H)
+    return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """Run the LSTM over a sequence, starting from ``h0`` and ``c0 = 0``.
+
+    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
+    Returns (h (N, T, H), cache).
+    """
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (N, T, D), got {x.shape}")
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    h = np.zeros((N, T, H), dtype=np.result_type(x, h0, Wx))
+    prev_h, prev_c = h0, np.zeros_like(h0)
+    caches = []
+    for t in range(T):
+        prev_h, prev_c, cache = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+        caches.append(cache)
+    return h, caches
+
+
+def lstm_backward(dh, cache):
+    """Backward pass over the sequence. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db)."""
+    caches = cache
+    N, T, H = dh.shape
+    D = caches[0][0].shape[1]
+    dx = np.zeros((N, T, D), dtype=dh.dtype)
+    dWx, dWh, db = np.zeros_like(caches[0][3]), np.zeros_like(caches[0][4]), np.zeros(4 * H, dtype=dh.dtype)
+    dprev_h, dprev_c = np.zeros((N, H), dtype=dh.dtype), np.zeros((N, H), dtype=dh.dtype)
+    for t in reversed(range(T)):
+        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t] + dprev_h, dprev_c, caches[t])
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    return dx, dprev_h, dWx, dWh, db
+
+
+# ---------------------------------------------------------------------------- words in and out
+
+
+def word_embedding_forward(x, W):
+    """Look up word vectors: ``out[n, t] = W[x[n, t]]``.
+
+    Inputs: x (N, T) integer indices in [0, V), W (V, D). Returns (out (N, T, D), cache).
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"x must hold integer word indices, got dtype {x.dtype}")
+    if x.size and (x.min() < 0 or x.max() >= W.shape[0]):
+        raise ValueError(f"x has indices in [{x.min()}, {x.max()}] but W has only {W.shape[0]} rows (V)")
+    return W[x], (x, W.shape)
+
+
+def word_embedding_backward(dout, cache):
+    """Gradient of the embedding matrix: rows of ``dout (N, T, D)`` summed into their words (``np.add.at``).
+
+    Returns dW (V, D).
+    """
+    x, W_shape = cache
+    dW = np.zeros(W_shape, dtype=dout.dtype)
+    np.add.at(dW, x, dout)  # repeated words accumulate, which dW[x] += dout would not
+    return dW
+
+
+def temporal_affine_forward(x, w, b):
+    """An affine layer applied at every time step: ``out[n, t] = x[n, t] @ w + b``.
+
+    Inputs: x (N, T, D), w (D, M), b (M,). Returns (out (N, T, M), cache).
+    """
+    if x.ndim != 3 or w.shape[0] != x.shape[2]:
+        raise ValueError(f"x must be (N, T, D) and w (D, M); got x {x.shape}, w {w.shape}")
+    out = x @ w + b  # (N, T, D) @ (D, M) -> (N, T, M)
+    return out, (x, w, b)
+
+
+def temporal_affine_backward(dout, cache):
+    """Backward pass of ``temporal_affine_forward``. Returns (dx (N, T, D), dw (D, M), db (M,))."""
+    x, w, b = cache
+    N, T, D = x.shape
+    dx = dout @ w.T
+    dw = x.reshape(N * T, D).T @ dout.reshape(N * T, -1)
+    db = dout.sum(axis=(0, 1))
+    return dx, dw, db
+
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    """Softmax cross-entropy at every time step, counting only where ``mask`` is true.
+
+    ``loss = -(1/N) * sum_{n,t} mask[n,t] * log softmax(x[n,t])[y[n,t]]`` (summed over time,
+    averaged over the minibatch, as in CS231n).
+
+    Inputs: x (N, T, V) scores, y (N, T) targets in [0, V), mask (N, T) bool.
+    Returns (loss, dx (N, T, V)).
+    """
+    N, T, V = x.shape
+    if y.shape != (N, T) or mask.shape != (N, T):
+        raise ValueError(f"y and mask must be (N, T) = ({N}, {T}); got y {y.shape}, mask {mask.shape}")
+    x_flat, y_flat, mask_flat = x.reshape(N * T, V), y.reshape(N * T), mask.reshape(N * T)
+    shifted = x_flat - x_flat.max(axis=1, keepdims=True)  # stable: the largest score becomes 0
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -np.sum(mask_flat * log_probs[np.arange(N * T), y_flat]) / N
+    dx_flat = np.exp(log_probs)
+    dx_flat[np.arange(N * T), y_flat] -= 1
+    dx_flat *= mask_flat[:, None] / N
+    if verbose:
+        print("dx_flat: ", dx_flat.shape)
+    return loss, dx_flat.reshape(N, T, V)
