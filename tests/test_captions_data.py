@@ -1,0 +1,140 @@
+"""The captioning data: scene grammar and rendering, encoding, features cache, COCO format, BLEU."""
+import json
+
+import numpy as np
+import pytest
+
+from common.data import captions as cap
+
+
+def test_scenes_are_deterministic_and_captions_fit():
+    imgs, refs = cap.generate_scenes(30, image_size=48, seed=3)
+    imgs2, refs2 = cap.generate_scenes(30, image_size=48, seed=3)
+    assert imgs.shape == (30, 48, 48, 3) and imgs.dtype == np.uint8
+    np.testing.assert_array_equal(imgs, imgs2)
+    assert refs == refs2
+    vocab = set(cap.scene_vocabulary())
+    for r in refs:
+        assert 1 <= len(r) <= 4 and len({tuple(w) for w in r}) == len(r)  # distinct references
+        for words in r:
+            assert set(words) <= vocab and len(words) + 2 <= cap.MAX_LENGTH
+
+
+def test_captions_describe_what_is_drawn():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        img, objects = cap.render_scene(rng, 96)
+        refs = cap.scene_captions(objects, rng, k=5)
+        for obj in objects:  # every object's colour and shape is named by some reference
+            assert any(obj["colour"] in words and obj["shape"] in words for words in refs)
+        for obj in objects:  # and is drawn in its cell, in its colour
+            r0, c0 = obj["row"] * 32, obj["col"] * 32
+            patch = img[r0:r0 + 32, c0:c0 + 32].reshape(-1, 3).astype(int)
+            dist = np.abs(patch - np.array(cap.COLOURS[obj["colour"]])).sum(axis=1)
+            assert (dist < 40).sum() > 30
+
+
+def test_relations_follow_the_grid():
+    a = {"shape": "circle", "colour": "red", "size": "small", "row": 1, "col": 0}
+    b = {"shape": "square", "colour": "blue", "size": "large", "row": 1, "col": 2}
+    c = {"shape": "square", "colour": "orange", "size": "large", "row": 2, "col": 0}
+    assert cap._relation(a, b) == ["to", "the", "left", "of"] and cap._relation(b, a)[2] == "right"
+    assert cap._relation(a, c) == ["above"] and cap._relation(c, a) == ["below"]
+    assert cap._phrase(c, False) == ["an", "orange", "square"]
+
+
+def test_encode_decode_round_trip():
+    vocab = cap.scene_vocabulary()
+    w2i = {w: i for i, w in enumerate(vocab)}
+    refs = [[["a", "red", "circle"], ["there", "is", "a", "red", "circle"]], [["a", "blue", "square"]]]
+    captions, idxs = cap.encode_captions(refs, w2i)
+    assert captions.shape == (3, cap.MAX_LENGTH) and idxs.tolist() == [0, 0, 1]
+    assert captions[0, 0] == w2i["<START>"] and captions[0, 4] == w2i["<END>"] and captions[0, 5] == w2i["<NULL>"]
+    assert cap.decode_captions(captions, vocab) == ["a red circle", "there is a red circle", "a blue square"]
+    assert cap.decode_captions(captions[2], vocab) == "a blue square"
+    with pytest.raises(ValueError, match="at most 17"):
+        cap.encode_captions([[["a"] * 16]], w2i)
+
+
+def test_scenes_dataset_features_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(cap, "REPO_ROOT", tmp_path)
+    calls = []
+
+    def fake_features(images, batch_size, size, progress):  # pooled features: a fixed function of the pixels
+        calls.append(len(images))
+        flat = images.reshape(len(images), -1).astype(np.float32)
+        return flat[:, :40] + flat[:, -40:]
+
+    import common.torch_models.pretrained as pretrained
+    monkeypatch.setattr(pretrained, "extract_features", fake_features)
+    config = cap.SceneConfig(num_train=20, num_val=5, num_test=5, image_size=32, seed=1)
+    data = cap.load_scenes_data(config, feature_dim=8, progress=False)
+    assert calls == [20, 5, 5]
+    assert data["train_features"].shape == (20, 8) and data["val_features"].shape == (5, 8)
+    assert data["train_captions"].shape[1] == cap.MAX_LENGTH
+    assert data["train_image_idxs"].max() == 19 and len(data["train_references"]) == 20
+    again = cap.load_scenes_data(config, feature_dim=8, progress=False)
+    assert calls == [20, 5, 5]  # read from the cache
+    np.testing.assert_array_equal(again["val_features"], data["val_features"])
+    other = cap.load_scenes_data(cap.SceneConfig(num_train=20, num_val=5, num_test=5, image_size=32, seed=2),
+                                 feature_dim=8, progress=False)
+    assert calls == [20, 5, 5, 20, 5, 5]  # another config never reuses the cache
+    assert len(list((tmp_path / ".cache" / "captions").glob("*.npz"))) == 2
+    with pytest.raises(ValueError, match="feature_dim"):
+        cap.load_scenes_data(config, feature_dim=50)
+
+
+def test_real_pretrained_features_separate_colours(tmp_path, monkeypatch):
+    """With the real network: scenes of the same single shape in two colours are told apart by the features."""
+    monkeypatch.setattr(cap, "REPO_ROOT", tmp_path)
+    from common.torch_models.pretrained import extract_features
+    rng = np.random.default_rng(0)
+    images = np.full((4, 96, 96, 3), 240, dtype=np.uint8)
+    for i, colour in enumerate(["red", "red", "blue", "blue"]):
+        cap._draw(images[i], "circle", (48 + rng.integers(-5, 5), 48), 20, cap.COLOURS[colour])
+    f = extract_features(images, size=160)
+    assert f.shape == (4, 1280)
+    same = np.linalg.norm(f[0] - f[1]) + np.linalg.norm(f[2] - f[3])
+    assert same / 2 < np.linalg.norm(f[0] - f[2])
+
+
+def test_sample_minibatch_and_bleu():
+    data = {"train_captions": np.arange(12).reshape(6, 2), "train_image_idxs": np.array([0, 0, 1, 1, 2, 2]),
+            "train_features": np.arange(9.0).reshape(3, 3)}
+    caps, feats, idxs = cap.sample_minibatch(data, batch_size=4, rng=0)
+    assert caps.shape == (4, 2) and feats.shape == (4, 3)
+    np.testing.assert_array_equal(feats, data["train_features"][idxs])
+    refs = [[["a", "red", "circle", "on", "the", "left"]], [["two", "shapes", "a", "red", "circle", "and", "a", "blue", "square"]]]
+    assert cap.bleu(refs, [r[0] for r in refs]) == pytest.approx(1.0)
+    assert cap.bleu(refs, [["a", "blue", "square"], ["three"]]) < 0.2
+    with pytest.raises(ValueError, match="hypotheses"):
+        cap.bleu(refs, [["a"]])
+
+
+def test_coco_format_is_read(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    base = tmp_path / "coco_captioning"
+    base.mkdir()
+    with h5py.File(base / "coco2014_captions.h5", "w") as f:
+        f["train_captions"] = np.array([[1, 4, 2, 0], [1, 5, 2, 0]])
+        f["train_image_idxs"] = np.array([0, 1])
+        f["val_captions"] = np.array([[1, 5, 2, 0]])
+        f["val_image_idxs"] = np.array([0])
+    for split, n in (("train", 2), ("val", 1)):
+        with h5py.File(base / f"{split}2014_vgg16_fc7_pca.h5", "w") as f:
+            f["features"] = np.ones((n, 512), dtype=np.float32)
+        (base / f"{split}2014_urls.txt").write_text("\n".join(f"http://x/{i}.jpg" for i in range(n)))
+    vocab = ["<NULL>", "<START>", "<END>", "<UNK>", "cat", "dog"]
+    (base / "coco2014_vocab.json").write_text(json.dumps({"idx_to_word": vocab, "word_to_idx": {w: i for i, w in enumerate(vocab)}}))
+    data = cap.load_coco_data(base)
+    assert data["train_features"].shape == (2, 512) and data["val_urls"].tolist() == ["http://x/0.jpg"]
+    assert cap.decode_captions(data["train_captions"], data["idx_to_word"]) == ["cat", "dog"]
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    assert cap.load_captioning_data("auto")["source"] == "coco"
+
+
+def test_missing_coco_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="get_datasets.sh --coco"):
+        cap.load_coco_data(tmp_path)
+    with pytest.raises(ValueError, match="source"):
+        cap.load_captioning_data("flickr")
