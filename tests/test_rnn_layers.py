@@ -199,3 +199,28 @@ def test_shape_errors_name_the_argument():
         lstm_step_forward(x, h, np.zeros((2, 3)), np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16))
     with pytest.raises(ValueError, match=r"\(N, T, D\)"):
         rnn_forward(x, h, np.zeros((3, 4)), np.zeros((4, 4)), np.zeros(4))
+
+
+def test_cs231n_published_forward_values():
+    """The expected outputs printed in CS231n's RNN/LSTM notebooks (8 decimals), for linspace inputs."""
+    N, D, H = 3, 10, 4
+    x = np.linspace(-0.4, 0.7, num=N * D).reshape(N, D)
+    prev_h = np.linspace(-0.2, 0.5, num=N * H).reshape(N, H)
+    Wx, Wh = np.linspace(-0.1, 0.9, num=D * H).reshape(D, H), np.linspace(-0.3, 0.7, num=H * H).reshape(H, H)
+    b = np.linspace(-0.2, 0.4, num=H)
+    expected = [[-0.58172089, -0.50182032, -0.41232771, -0.31410098],
+                [0.66854692, 0.79562378, 0.87755553, 0.92795967],
+                [0.97934501, 0.99144213, 0.99646691, 0.99854353]]
+    assert rel_error(rnn_step_forward(x, prev_h, Wx, Wh, b)[0], np.array(expected)) < 1e-7
+
+    N, D, H, T = 2, 5, 4, 3
+    x = np.linspace(-0.4, 0.6, num=N * T * D).reshape(N, T, D)
+    h0 = np.linspace(-0.4, 0.8, num=N * H).reshape(N, H)
+    Wx = np.linspace(-0.2, 0.9, num=4 * D * H).reshape(D, 4 * H)
+    Wh = np.linspace(-0.3, 0.6, num=4 * H * H).reshape(H, 4 * H)
+    b = np.linspace(0.2, 0.7, num=4 * H)
+    expected = [[[0.01764008, 0.01823233, 0.01882671, 0.0194232], [0.11287491, 0.12146228, 0.13018446, 0.13902939],
+                 [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
+                [[0.45767879, 0.4761092, 0.4936887, 0.51041945], [0.6704845, 0.69350089, 0.71486014, 0.7346449],
+                 [0.81733511, 0.83677871, 0.85403753, 0.86935314]]]
+    assert rel_error(lstm_forward(x, h0, Wx, Wh, b)[0], np.array(expected)) < 1e-6
