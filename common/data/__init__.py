@@ -28,6 +28,7 @@ _EXPORTS = {
     "random_flip": "augment",
     "Augment": "augment",
     "TensorBatches": "augment",
+    "PalindromeDataset": "palindrome",
 }
 
 __all__ = sorted(_EXPORTS)

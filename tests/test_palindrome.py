@@ -1,0 +1,144 @@
+"""PalindromeDataset and the palindrome training helpers."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from common.data import PalindromeDataset
+from common.data.palindrome import all_palindromes, encode_digits, make_palindromes
+from common.palindrome_training import (accuracy_vs_length, input_gradient_norms, palindrome_accuracy,
+                                        train_palindrome)
+from common.torch_models.rnn import RNNConfig, VanillaRNN, build_model
+
+
+@pytest.mark.parametrize("T", [2, 3, 4, 7, 10])
+def test_make_palindromes_are_palindromes(T):
+    d = make_palindromes(500, T, torch.Generator().manual_seed(0))
+    assert d.shape == (500, T) and d.dtype == torch.int64
+    assert torch.equal(d, d.flip(1))
+    assert d.min() >= 0 and d.max() <= 9
+    # the first ceil(T/2) digits are free: every digit value shows up in each of them
+    for t in range((T + 1) // 2):
+        assert len(torch.unique(d[:, t])) == 10
+
+
+def test_input_is_all_but_last_and_target_is_last():
+    ds = PalindromeDataset(7, seed=3, one_hot=False)
+    x, y = ds.sample(64)
+    assert x.shape == (64, 6, 1) and y.shape == (64,)
+    assert torch.equal(y, x[:, 0, 0].long())  # the last digit mirrors the first
+
+
+def test_one_hot_and_scalar_encodings_agree():
+    a, b = PalindromeDataset(6, seed=1, one_hot=True), PalindromeDataset(6, seed=1, one_hot=False)
+    (xa, ya), (xb, yb) = a.sample(32), b.sample(32)
+    assert xa.shape == (32, 5, 10) and xa.dtype == torch.float32
+    assert torch.all(xa.sum(-1) == 1)
+    assert torch.equal(xa.argmax(-1), xb[..., 0].long()) and torch.equal(ya, yb)
+    assert a.input_dim == 10 and b.input_dim == 1 and a.input_length == 5
+
+
+def test_deterministic_per_seed():
+    s1, s2, s3 = (PalindromeDataset(9, seed=s) for s in (0, 0, 1))
+    assert torch.equal(s1.sample(100)[0], s2.sample(100)[0])
+    assert not torch.equal(s1.sample(100)[0], s3.sample(100)[0])
+    s1.reset()
+    s2.reset()
+    assert torch.equal(s1.sample(10)[1], s2.sample(10)[1])
+    # items depend on (seed, index) only, whatever the access order
+    x5, y5 = s1[5]
+    _ = s1[0], s1.sample(3)
+    assert torch.equal(s2[5][0], x5) and s2[5][1] == y5
+    assert not all(torch.equal(s1[i][0], s3[i][0]) for i in range(5))
+
+
+def test_exhaustive_mode_enumerates_every_palindrome():
+    ds = PalindromeDataset(5, exhaustive=True)
+    assert len(ds) == 1000
+    x, y = ds.all()
+    digits = torch.cat([x.argmax(-1), y[:, None]], dim=1)  # (1000, 5)
+    assert len({tuple(r.tolist()) for r in digits}) == 1000
+    assert torch.equal(digits, digits.flip(1))
+    assert digits[0].tolist() == [0] * 5 and digits[-1].tolist() == [9] * 5
+    assert digits[123].tolist() == [1, 2, 3, 2, 1]  # lexicographic order
+    assert all_palindromes(4).shape == (100, 4)
+    xb, yb = ds.sample(50)
+    assert xb.shape == (50, 4, 10)
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="seq_length"):
+        PalindromeDataset(1)
+    with pytest.raises(ValueError, match="exhaustive"):
+        PalindromeDataset(20, exhaustive=True)
+    with pytest.raises(ValueError, match="exhaustive=True"):
+        PalindromeDataset(5).all()
+    with pytest.raises(IndexError):
+        PalindromeDataset(5, num_samples=10)[10]
+
+
+def test_works_with_a_dataloader():
+    ds = PalindromeDataset(6, seed=0, num_samples=40)
+    x, y = next(iter(DataLoader(ds, batch_size=16)))
+    assert x.shape == (16, 5, 10) and y.shape == (16,)
+    assert torch.equal(y, x[:, 0].argmax(-1))
+
+
+def test_encode_digits_shapes():
+    d = torch.tensor([[1, 2], [3, 4]])
+    assert encode_digits(d).shape == (2, 2, 10) and encode_digits(d, one_hot=False).shape == (2, 2, 1)
+
+
+def test_training_learns_short_palindromes_and_stops_early():
+    torch.manual_seed(0)  # training draws only from the dataset's and model's own generators anyway
+    model = VanillaRNN(RNNConfig(hidden_dim=32), generator=torch.Generator().manual_seed(0))
+    ds = PalindromeDataset(4, seed=0)
+    x, y = ds.sample(500)
+    chance = palindrome_accuracy(model, x, y)
+    hist = train_palindrome(model, ds, optimizer="adam", lr=1e-2, batch_size=64, max_steps=400,
+                            eval_every=20, eval_samples=300, progress=False)
+    assert hist["test_acc"] >= 0.99, hist["test_acc"]
+    assert hist["steps"] < 400 and hist["eval_acc"][-1] == 1.0  # stopped at 100%
+    assert chance < 0.5
+    assert len(hist["loss"]) == hist["steps"] and hist["loss"][-1] < hist["loss"][0]
+
+
+def test_gradient_clipping_records_unclipped_norm():
+    model = build_model("rnn", RNNConfig(hidden_dim=8), torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    hist = train_palindrome(model, PalindromeDataset(5), optimizer="rmsprop", max_steps=3, clip_grad_norm=1e-8,
+                            progress=False, test_samples=10, eval_samples=10)
+    assert len(hist["grad_norm"]) == 3 and min(hist["grad_norm"]) > 1e-8
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="optimizer"):
+        train_palindrome(model, PalindromeDataset(5), optimizer="sgd", progress=False)
+
+
+def test_accuracy_vs_length_shapes():
+    res = accuracy_vs_length("lstm", [3, 4], [0, 1], config=RNNConfig(hidden_dim=4), max_steps=2,
+                             eval_samples=10, test_samples=20, progress=False)
+    assert res["acc"].shape == (2, 2) and res["steps"].shape == (2, 2)
+    assert np.all((res["acc"] >= 0) & (res["acc"] <= 1)) and np.all(res["steps"] == 2)
+    assert list(res["lengths"]) == [3, 4]
+
+
+def test_input_gradient_norms():
+    model = VanillaRNN(RNNConfig(hidden_dim=6), generator=torch.Generator().manual_seed(0)).double()
+    x, y = PalindromeDataset(6, seed=0).sample(8)
+    norms = input_gradient_norms(model, x.double(), y)
+    assert norms.shape == (5,) and np.all(norms > 0)
+    # oracle: one sample's gradient at step t by central differences
+    x0, y0 = x[:1].double(), y[:1]
+    loss = lambda z: torch.nn.functional.cross_entropy(model(z), y0, reduction="sum").item()
+    t, h = 1, 1e-6
+    num = torch.zeros(10, dtype=torch.float64)
+    for k in range(10):
+        e = torch.zeros_like(x0)
+        e[0, t, k] = h
+        num[k] = (loss(x0 + e) - loss(x0 - e)) / (2 * h)
+    np.testing.assert_allclose(input_gradient_norms(model, x0, y0)[t], num.norm().item(), rtol=1e-6)
+    # without recurrence only the last input reaches the output
+    with torch.no_grad():
+        model.W_hh.zero_()
+    norms = input_gradient_norms(model, x.double(), y)
+    assert np.all(norms[:-1] == 0) and norms[-1] > 0
