@@ -1,7 +1,11 @@
 """Training RNNs/LSTMs on palindromes: clipped RMSprop/Adam, early stop at 100%, length sweeps, input-gradient norms."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -90,17 +94,40 @@ def train_palindrome(model: nn.Module, dataset: PalindromeDataset, optimizer: st
     return history
 
 
+def _sweep_key(kind, lengths, seeds, config, one_hot, train_kwargs) -> str:
+    """Hash of every sweep setting and of the source of the modules the result depends on."""
+    import common.data.palindrome as data_mod
+    import common.torch_models.rnn as model_mod
+
+    source = b"".join(Path(m.__file__).read_bytes() for m in (data_mod, model_mod)) + Path(__file__).read_bytes()
+    settings = json.dumps({"kind": kind, "lengths": lengths, "seeds": seeds, "config": asdict(config),
+                           "one_hot": one_hot, "train": train_kwargs, "torch": torch.__version__}, sort_keys=True)
+    return hashlib.sha256(source + settings.encode()).hexdigest()[:16]
+
+
 def accuracy_vs_length(kind: str, lengths, seeds, config: RNNConfig | None = None, one_hot: bool = True,
-                       progress: bool = True, **train_kwargs) -> dict:
+                       progress: bool = True, cache_dir=None, **train_kwargs) -> dict:
     """Train a fresh ``kind`` ('rnn' | 'lstm') model per (length, seed) and measure its test accuracy.
 
     Model initialisation and data both come from ``seed``. ``train_kwargs`` go to ``train_palindrome``.
     Returns ``{'kind', 'lengths' (L,), 'seeds' (S,), 'acc' (L, S), 'steps' (L, S), 'seconds' (L, S)}``.
+
+    With ``cache_dir`` the result is stored there as ``palindrome_sweep_<key>.npz``, where the key hashes
+    every argument and the source of the dataset, model and training modules, so a result is reused only
+    for exactly the same settings and code (a reuse is announced with a printed line).
     """
     lengths, seeds = [int(t) for t in lengths], [int(s) for s in seeds]
     if not lengths or not seeds:
         raise ValueError("lengths and seeds must each hold at least one value")
     config = config or RNNConfig(input_dim=10 if one_hot else 1)
+    cache_file = None
+    if cache_dir is not None:
+        key = _sweep_key(kind, lengths, seeds, config, one_hot, train_kwargs)
+        cache_file = Path(cache_dir) / f"palindrome_sweep_{kind}_{key}.npz"
+        if cache_file.exists():
+            print(f"{kind} sweep: loaded from cache {cache_file}")
+            with np.load(cache_file) as f:
+                return {"kind": kind, **{k: f[k] for k in ("lengths", "seeds", "acc", "steps", "seconds")}}
     acc, steps, seconds = (np.zeros((len(lengths), len(seeds))) for _ in range(3))
     runs = [(a, b) for a in range(len(lengths)) for b in range(len(seeds))]
     bar = tqdm(runs, desc=f"{kind} sweep", disable=not progress)
@@ -111,8 +138,14 @@ def accuracy_vs_length(kind: str, lengths, seeds, config: RNNConfig | None = Non
                                    desc=f"{kind} T={T} seed={seed}", **train_kwargs)
         acc[a, b], steps[a, b], seconds[a, b] = history["test_acc"], history["steps"], history["seconds"]
         bar.set_postfix(T=T, acc=f"{acc[a, b]:.3f}")
-    return {"kind": kind, "lengths": np.array(lengths), "seeds": np.array(seeds), "acc": acc, "steps": steps,
-            "seconds": seconds}
+    result = {"kind": kind, "lengths": np.array(lengths), "seeds": np.array(seeds), "acc": acc, "steps": steps,
+              "seconds": seconds}
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{time.time_ns()}.npz")
+        np.savez(tmp, **{k: v for k, v in result.items() if k != "kind"})
+        tmp.replace(cache_file)  # atomic: a half-written file is never read
+    return result
 
 
 def input_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:

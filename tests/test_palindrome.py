@@ -142,3 +142,15 @@ def test_input_gradient_norms():
         model.W_hh.zero_()
     norms = input_gradient_norms(model, x.double(), y)
     assert np.all(norms[:-1] == 0) and norms[-1] > 0
+
+
+def test_sweep_cache_reuses_only_identical_settings(tmp_path, capsys):
+    kw = dict(config=RNNConfig(hidden_dim=4), eval_samples=10, test_samples=20, progress=False)
+    a = accuracy_vs_length("rnn", [3], [0], max_steps=2, cache_dir=tmp_path, **kw)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    b = accuracy_vs_length("rnn", [3], [0], max_steps=2, cache_dir=tmp_path, **kw)
+    assert "loaded from cache" in capsys.readouterr().out
+    np.testing.assert_array_equal(a["acc"], b["acc"])
+    accuracy_vs_length("rnn", [3], [0], max_steps=3, cache_dir=tmp_path, **kw)
+    assert "loaded from cache" not in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*.npz"))) == 2
