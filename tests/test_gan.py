@@ -1,0 +1,222 @@
+"""Tests for common.torch_models.gan: shapes and layouts, losses against closed forms, training loop, checkpoints."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from common.torch_models.gan import (
+    DCGANConfig, GANConfig, GANTrainConfig, build_gan, discriminator_loss, from_gan_range, generate,
+    generator_loss, interpolate_latents, ls_discriminator_loss, ls_generator_loss, sample_noise, to_gan_range,
+    train_gan, train_gan_cached,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_mlp_layout_matches_cs324():
+    G, D = build_gan(GANConfig(), seed=0)
+    g_linears = [m for m in G.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in g_linears] == [
+        (100, 128), (128, 256), (256, 512), (512, 1024), (1024, 784)]
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in G.modules()) == 3
+    assert all(m.negative_slope == 0.2 for m in G.modules() if isinstance(m, nn.LeakyReLU))
+    assert isinstance(list(G.modules())[-1], nn.Tanh)
+    d_linears = [m for m in D.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in d_linears] == [(784, 512), (512, 256), (256, 1)]
+
+
+@pytest.mark.parametrize("config", [GANConfig(), DCGANConfig(channels=8)])
+def test_shapes_and_output_range(config):
+    G, D = build_gan(config, seed=0)
+    z = sample_noise(5, config.latent_dim, torch.Generator().manual_seed(0))
+    x = G(z)
+    assert x.shape == (5, 1, 28, 28)
+    assert x.min() >= -1 and x.max() <= 1
+    assert D(x).shape == (5,)
+
+
+def test_build_gan_is_seeded_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    G1, _ = build_gan(GANConfig(), seed=3)
+    G2, _ = build_gan(GANConfig(), seed=3)
+    G3, _ = build_gan(GANConfig(), seed=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    p1, p2, p3 = (next(G.parameters()) for G in (G1, G2, G3))
+    assert torch.equal(p1, p2) and not torch.equal(p1, p3)
+    with pytest.raises(TypeError, match="GANConfig or DCGANConfig"):
+        build_gan({"latent_dim": 100})
+
+
+def test_sample_noise_uses_its_generator():
+    a = sample_noise(4, 10, torch.Generator().manual_seed(1))
+    b = sample_noise(4, 10, torch.Generator().manual_seed(1))
+    assert a.shape == (4, 10) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="batch_size"):
+        sample_noise(0, 10)
+
+
+def test_losses_against_closed_forms():
+    # D(x) = sigmoid(logit): BCE loss = -log D(real) - log(1 - D(fake)), averaged per term
+    real, fake = torch.tensor([0.0, 2.0]), torch.tensor([-1.0, 3.0])
+    sig = torch.sigmoid
+    expected_d = -(torch.log(sig(real)).mean() + torch.log(1 - sig(fake)).mean())
+    assert torch.allclose(discriminator_loss(real, fake), expected_d, atol=1e-6)
+    assert torch.allclose(generator_loss(fake), -torch.log(sig(fake)).mean(), atol=1e-6)
+    # at D = 1/2 everywhere (logits 0) the BCE loss is 2 log 2, the value at the game's equilibrium
+    zeros = torch.zeros(4)
+    assert math.isclose(discriminator_loss(zeros, zeros).item(), 2 * math.log(2), rel_tol=1e-6)
+    # extreme logits stay finite (computed from logits, not from probabilities)
+    big = torch.tensor([100.0, -100.0])
+    assert torch.isfinite(discriminator_loss(big, -big)) and torch.isfinite(generator_loss(-big))
+    # least squares
+    assert math.isclose(ls_discriminator_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])).item(),
+                        0.5 * (0 + 4) / 2 + 0.5 * (0 + 4) / 2)
+    assert math.isclose(ls_generator_loss(torch.tensor([1.0, -1.0])).item(), 0.5 * (0 + 4) / 2)
+
+
+def test_nonsaturating_loss_keeps_gradient_when_discriminator_wins():
+    # D confidently rejects the fakes: the minimax loss log(1 - D) has a vanishing gradient, the NS one does not
+    logits = torch.tensor([-8.0], requires_grad=True)
+    torch.log(1 - torch.sigmoid(logits)).mean().backward()
+    minimax_grad = logits.grad.abs().item()
+    logits.grad = None
+    generator_loss(logits).backward()
+    assert logits.grad.abs().item() > 100 * minimax_grad
+
+
+def test_gan_range_round_trip():
+    X = np.array([0, 128, 255], dtype=np.uint8).reshape(1, 1, 1, 3)
+    x = to_gan_range(X)
+    assert torch.allclose(x, torch.tensor([-1.0, 128 / 127.5 - 1, 1.0]).view(1, 1, 1, 3), atol=1e-6)
+    assert np.allclose(from_gan_range(x), X / 255.0, atol=1e-6)
+    with pytest.raises(ValueError, match="uint8"):
+        to_gan_range(X.astype(np.float32))
+
+
+def test_interpolation_endpoints_and_spacing():
+    z0, z1 = torch.randn(6, generator=torch.Generator().manual_seed(0)), torch.zeros(6)
+    z1[0] = 3.0
+    path = interpolate_latents(z0, z1, num_steps=7)
+    assert path.shape == (9, 6)
+    assert torch.allclose(path[0], z0) and torch.allclose(path[-1], z1)
+    steps = path[1:] - path[:-1]
+    assert torch.allclose(steps, steps[0].expand_as(steps), atol=1e-6)  # evenly spaced on a line
+    slerp = interpolate_latents(z0, z1 + 1.0, num_steps=7, spherical=True)
+    assert torch.allclose(slerp[0], z0, atol=1e-5) and torch.allclose(slerp[-1], z1 + 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="same shape"):
+        interpolate_latents(z0, torch.zeros(5))
+
+
+def test_generate_restores_mode_and_is_deterministic():
+    G, _ = build_gan(GANConfig(), seed=0)
+    G.train()
+    a, b = generate(G, num=7, seed=1), generate(G, num=7, seed=1)
+    assert a.shape == (7, 1, 28, 28) and np.array_equal(a, b) and G.training
+    assert a.min() >= 0 and a.max() <= 1
+    with pytest.raises(ValueError, match="exactly one"):
+        generate(G)
+
+
+def _toy_data(n=256):
+    """Images that are all one blurred bar: a GAN should learn to draw it quickly."""
+    img = -np.ones((1, 28, 28), np.float32)
+    img[:, 10:18, 4:24] = 1.0
+    rng = np.random.default_rng(0)
+    X = np.clip(img[None] + 0.1 * rng.standard_normal((n, 1, 28, 28)), -1, 1).astype(np.float32)
+    return torch.from_numpy(X), torch.from_numpy(img)
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "least_squares"])
+def test_training_learns_a_single_mode(loss):
+    X, target = _toy_data()
+    G, D = build_gan(GANConfig(g_hidden=(32, 64), d_hidden=(64,)), seed=0)
+    before = generate(G, num=16)
+    config = GANTrainConfig(num_steps=150, batch_size=32, lr_g=2e-3, lr_d=2e-3, loss=loss, num_samples=9,
+                            log_every=10)
+    history = train_gan(G, D, X, config, device=CPU, progress=False)
+    after = generate(G, num=16)
+    target01 = (target.numpy() + 1) / 2
+    err_before = np.abs(before - target01).mean()
+    err_after = np.abs(after - target01).mean()
+    assert err_after < 0.6 * err_before, (err_before, err_after)  # measured: 0.50 -> 0.22 (NS), 0.24 (LS)
+    assert history["step"][-1] == 150 and len(history["d_loss"]) == 15 == len(history["g_loss"])
+    assert sorted(history["samples"]) == [0, 75, 150]
+    assert history["samples"][0].shape == (9, 1, 28, 28)
+    assert np.all(np.isfinite(history["d_loss"])) and np.all(np.isfinite(history["g_loss"]))
+    if loss == "nonsaturating":  # mean D outputs are probabilities
+        assert all(0 <= p <= 1 for p in history["d_real"] + history["d_fake"])
+
+
+def test_training_is_reproducible_and_rejects_bad_input():
+    X, _ = _toy_data(64)
+    config = GANTrainConfig(num_steps=5, batch_size=16, log_every=5)
+    runs = []
+    for _ in range(2):
+        G, D = build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0)
+        runs.append(train_gan(G, D, X, config, device=CPU, progress=False)["d_loss"])
+    assert runs[0] == runs[1]
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        train_gan(G, D, X * 255, config, device=CPU, progress=False)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        GANTrainConfig(loss="wasserstein")
+    with pytest.raises(ValueError, match="sample_steps"):
+        train_gan(G, D, X, GANTrainConfig(num_steps=5, batch_size=16, sample_steps=(9,)), device=CPU,
+                  progress=False)
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
+    X, _ = _toy_data(64)
+    small = GANConfig(g_hidden=(16, 32), d_hidden=(16,))
+    config = GANTrainConfig(num_steps=6, batch_size=16, log_every=1, checkpoint_every=3)
+    G, D = build_gan(small, seed=0)
+    seen = []
+    full = train_gan(G, D, X, config, device=CPU, progress=False, callback=lambda step, G: seen.append(step) or step)
+    assert seen == [3, 6] and full["callback"] == [(3, 3), (6, 6)]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(step, G):
+        if step == 3:
+            raise Stop  # an interruption right after the step-3 checkpoint
+
+    path = tmp_path / "ckpt.pt"
+    G2, D2 = build_gan(small, seed=0)
+    with pytest.raises(Stop):
+        train_gan(G2, D2, X, config, device=CPU, checkpoint_path=path, callback=stop_at_3, progress=False)
+    assert torch.load(path, weights_only=False)["step"] == 3
+    G3, D3 = build_gan(small, seed=5)  # other init: everything must come from the checkpoint
+    resumed = train_gan(G3, D3, X, config, device=CPU, checkpoint_path=path, progress=False)
+    assert resumed["d_loss"] == full["d_loss"] and resumed["g_loss"] == full["g_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G3.state_dict().values()))
+    with pytest.raises(ValueError, match="another training config"):
+        train_gan(G3, D3, X, GANTrainConfig(num_steps=7, batch_size=16), device=CPU, checkpoint_path=path,
+                  progress=False)
+
+
+def test_cached_training_is_keyed_by_config(tmp_path):
+    X, _ = _toy_data(64)
+    small = GANConfig(g_hidden=(16, 32), d_hidden=(16,))
+    config = GANTrainConfig(num_steps=4, batch_size=16)
+    G1, D1 = build_gan(small, seed=0)
+    h1 = train_gan_cached(G1, D1, X, config, tmp_path, "toy", device=CPU, progress=False)
+    G2, D2 = build_gan(small, seed=1)
+    h2 = train_gan_cached(G2, D2, X, config, tmp_path, "toy", device=CPU, progress=False)
+    assert not h1["from_cache"] and h2["from_cache"]
+    assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
+    G3, D3 = build_gan(small, seed=0)
+    h3 = train_gan_cached(G3, D3, X, GANTrainConfig(num_steps=4, batch_size=16, lr_g=1e-3), tmp_path, "toy",
+                          device=CPU, progress=False)
+    assert not h3["from_cache"]
+    G4, D4 = build_gan(GANConfig(g_hidden=(16, 16), d_hidden=(16,)), seed=0)
+    assert not train_gan_cached(G4, D4, X, config, tmp_path, "toy", device=CPU, progress=False)["from_cache"]
