@@ -60,13 +60,12 @@ def test_scenes_dataset_features_are_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(cap, "REPO_ROOT", tmp_path)
     calls = []
 
-    def fake_features(images, batch_size, size, progress):  # pooled features: a fixed function of the pixels
+    def fake_features(images, progress):  # stands in for the network: a fixed function of the pixels
         calls.append(len(images))
         flat = images.reshape(len(images), -1).astype(np.float32)
         return flat[:, :40] + flat[:, -40:]
 
-    import common.torch_models.pretrained as pretrained
-    monkeypatch.setattr(pretrained, "extract_features", fake_features)
+    monkeypatch.setattr(cap, "scene_features", fake_features)
     config = cap.SceneConfig(num_train=20, num_val=5, num_test=5, image_size=32, seed=1)
     data = cap.load_scenes_data(config, feature_dim=8, progress=False)
     assert calls == [20, 5, 5]
@@ -84,18 +83,16 @@ def test_scenes_dataset_features_are_cached(tmp_path, monkeypatch):
         cap.load_scenes_data(config, feature_dim=50)
 
 
-def test_real_pretrained_features_separate_colours(tmp_path, monkeypatch):
-    """With the real network: scenes of the same single shape in two colours are told apart by the features."""
-    monkeypatch.setattr(cap, "REPO_ROOT", tmp_path)
-    from common.torch_models.pretrained import extract_features
-    rng = np.random.default_rng(0)
+def test_real_pretrained_features_see_colour_and_place():
+    """With the real network: a red circle on the left is nearer to another red one on the left than to a
+    blue one there, or to a red one on the right."""
     images = np.full((4, 96, 96, 3), 240, dtype=np.uint8)
-    for i, colour in enumerate(["red", "red", "blue", "blue"]):
-        cap._draw(images[i], "circle", (48 + rng.integers(-5, 5), 48), 20, cap.COLOURS[colour])
-    f = extract_features(images, size=160)
-    assert f.shape == (4, 1280)
-    same = np.linalg.norm(f[0] - f[1]) + np.linalg.norm(f[2] - f[3])
-    assert same / 2 < np.linalg.norm(f[0] - f[2])
+    for img, colour, col, dy in zip(images, ["red", "red", "blue", "red"], [16, 16, 16, 80], [0, 4, 0, 0]):
+        cap._draw(img, "circle", (48 + dy, col), 12, cap.COLOURS[colour])
+    f = cap.scene_features(images, progress=False)
+    assert f.shape == (4, 1280 * 9)
+    d = lambda i, j: np.linalg.norm(f[i] - f[j])
+    assert d(0, 1) < d(0, 2) and d(0, 1) < d(0, 3)
 
 
 def test_sample_minibatch_and_bleu():

@@ -25,7 +25,7 @@ SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
            "yellow": (235, 200, 30), "purple": (140, 60, 180), "orange": (245, 130, 20)}
 SIZES = {"small": 0.24, "large": 0.42}  # radius as a fraction of a grid cell (a third of the canvas)
-SCENES_VERSION = 1  # bump when rendering or grammar changes: it is part of the feature-cache key
+SCENES_VERSION = 2  # bump when rendering or grammar changes: it is part of the feature-cache key
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,36 @@ def decode_captions(captions: np.ndarray, idx_to_word) -> list[str] | str:
 # ---------------------------------------------------------------------------- the scenes dataset
 
 
+def scene_features(images: np.ndarray, size: int = 128, grid: int = 3, batch_size: int = 64,
+                   progress: bool = True) -> np.ndarray:
+    """Pretrained features that keep where things are: EfficientNet-Lite0's last feature map
+    (1280 channels) average-pooled to a ``grid x grid`` layout, flattened.
+
+    A single global average would say *what* is in the image but not *where*, and captions say
+    "to the left of". ``images`` (N, S, S, 3) uint8 are resized to ``size``. Returns ``(N, 1280 * grid**2)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from common.torch_models.pretrained import block_features, load_pretrained, preprocess
+
+    model = load_pretrained()
+    device = next(model.parameters()).device
+    out = np.empty((len(images), 1280 * grid * grid), dtype=np.float32)
+    starts = range(0, len(images), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="image features", unit="batch")
+    with torch.no_grad():
+        for s in starts:
+            x = preprocess(images[s: s + batch_size], size=size, crop=True, device=device)
+            (head,) = block_features(x, ["head"], model)  # (B, 1280, size/32, size/32)
+            pooled = F.adaptive_avg_pool2d(head, grid)  # (B, 1280, grid, grid)
+            out[s: s + len(x)] = pooled.flatten(1).cpu().numpy()
+    return out
+
+
 def _cache_path(config: SceneConfig, feature_dim: int) -> Path:
     key = json.dumps({**asdict(config), "feature_dim": feature_dim, "version": SCENES_VERSION}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
@@ -200,9 +230,9 @@ def load_scenes_data(config: SceneConfig = SceneConfig(), feature_dim: int = 256
                      progress: bool = True) -> dict:
     """The generated scenes-and-captions set with pretrained image features reduced by PCA.
 
-    Images are rendered from ``config.seed``; each image's features are EfficientNet-Lite0's pooled
-    1280-d activations (``common.torch_models.pretrained.extract_features``), reduced to
-    ``feature_dim`` by a PCA fitted on the training images. Features are cached under ``.cache/captions/``
+    Images are rendered from ``config.seed``; each image's features are EfficientNet-Lite0's last
+    feature map pooled to a 3x3 grid (``scene_features``), reduced to ``feature_dim`` by a PCA fitted
+    on the training images. Features are cached under ``.cache/captions/``
     keyed by the config, the feature size and the generator version, so a stale cache is never read.
     """
     splits = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
@@ -223,9 +253,7 @@ def load_scenes_data(config: SceneConfig = SceneConfig(), feature_dim: int = 256
     else:
         from sklearn.decomposition import PCA
 
-        from common.torch_models.pretrained import extract_features
-
-        raw = {split: extract_features(images[split], batch_size=64, size=160, progress=progress) for split in splits}
+        raw = {split: scene_features(images[split], progress=progress) for split in splits}
         pca = PCA(n_components=feature_dim, random_state=0).fit(raw["train"])
         features = {split: pca.transform(raw[split]).astype(np.float32) for split in splits}
         cache.parent.mkdir(parents=True, exist_ok=True)
