@@ -8,29 +8,15 @@ from common.classifiers.mlp import (
     penalty, train_mlp,
 )
 from common.data import make_moons
+from common.gradient_check import eval_numerical_gradient, rel_error
 
 RTOL, ATOL = 1e-6, 1e-8  # agreement with torch autograd in float64
 NUM_TOL = 1e-6  # max relative error against central differences
 
 
-def rel_error(a, b):
-    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
-
-
 def numeric_grad(f, x, h=1e-6):
-    """Central differences of the scalar f() w.r.t. the array x, perturbed in place."""
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + h
-        fp = f()
-        x[i] = old - h
-        fm = f()
-        x[i] = old
-        grad[i] = (fp - fm) / (2 * h)
-    return grad
+    """Central differences of the scalar ``f()`` w.r.t. the array ``x`` (perturbed in place)."""
+    return eval_numerical_gradient(lambda _: f(), x, verbose=False, h=h)
 
 
 def check_module(module, torch_fn, x, rng):

@@ -64,3 +64,33 @@ def test_decision_grid():
     np.testing.assert_array_equal(Z, xx > 0.5)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         decision_grid(lambda P: P, np.zeros((3, 3)))
+
+
+def test_averaged_perceptron_is_the_mean_of_visited_weights():
+    X, y = make_gaussian_clouds(5, mean_pos=(0.3, 0.3), mean_neg=(-0.3, -0.3), seed=4)
+    plain = Perceptron(2, max_epochs=3, learning_rate=0.1, seed=0)
+    avg = Perceptron(2, max_epochs=3, learning_rate=0.1, seed=0, average=True)
+    plain.train(X, y)
+    avg.train(X, y)
+    np.testing.assert_allclose(avg.w_last, plain.w)  # same trajectory
+    # replay the trajectory by hand and average it
+    rng, w, b, ws, bs = np.random.default_rng(0), np.zeros(2), 0.0, [], []
+    for _ in range(3):
+        for i in rng.permutation(len(X)):
+            if y[i] * (X[i] @ w + b) <= 0:
+                w, b = w + 0.1 * y[i] * X[i], b + 0.1 * y[i]
+            ws.append(w)
+            bs.append(b)
+    np.testing.assert_allclose(avg.w, np.mean(ws, axis=0))
+    assert avg.b == pytest.approx(np.mean(bs))
+
+
+def test_averaged_perceptron_is_stable_on_overlapping_clouds():
+    X, y = make_gaussian_clouds(100, mean_pos=(1, 1), mean_neg=(-1, -1), std=1.2, seed=2)
+    Xt, yt = make_gaussian_clouds(500, mean_pos=(1, 1), mean_neg=(-1, -1), std=1.2, seed=3)
+    accs = []
+    for s in range(4):
+        p = Perceptron(2, max_epochs=30, seed=s, average=True)
+        p.train(X, y)
+        accs.append(p.score(Xt, yt))
+    assert min(accs) > 0.83  # Bayes optimum is 0.88

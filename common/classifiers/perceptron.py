@@ -24,10 +24,14 @@ class Perceptron:
         init: 'zeros' (the classic choice) or 'random' (weights ~ N(0, init_scale^2)).
         init_scale: standard deviation of the 'random' initialisation.
         seed: seeds the local generator used for the initialisation and the visiting order.
+        average: if True, ``train`` ends by replacing ``(w, b)`` with their average over every sample
+            visit of the run (the *averaged perceptron*, a stable answer when the data overlap); the
+            last weights stay available as ``w_last``, ``b_last``.
     """
 
     def __init__(self, n_inputs: int, max_epochs: int = 100, learning_rate: float = 0.01,
-                 init: str = "zeros", init_scale: float = 1.0, seed: int | None = None):
+                 init: str = "zeros", init_scale: float = 1.0, seed: int | None = None,
+                 average: bool = False):
         if n_inputs < 1:
             raise ValueError(f"n_inputs must be at least 1, got {n_inputs}")
         if max_epochs < 1:
@@ -39,6 +43,7 @@ class Perceptron:
         self.n_inputs = n_inputs
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
+        self.average = average
         self.rng = np.random.default_rng(seed)
         if init == "zeros":
             self.w = np.zeros(n_inputs)  # (D,)
@@ -74,7 +79,7 @@ class Perceptron:
 
         Stops early after the first epoch without a mistake. Returns a history dict with one
         entry per epoch: ``mistakes`` (updates made during the epoch), ``train_acc`` (accuracy of
-        the weights at the end of the epoch) and ``converged`` (True when an epoch made no mistake).
+        the current, not averaged, weights at the end of the epoch) and ``converged`` (True when an epoch made no mistake).
         """
         X = self._check_X(X)
         y = np.asarray(y)
@@ -85,6 +90,7 @@ class Perceptron:
             raise ValueError(f"y must contain only +1 and -1, got values {sorted(values)}; "
                              "map 0/1 labels with y = 2 * y - 1")
         history = {"mistakes": [], "train_acc": [], "converged": False}
+        w_sum, b_sum, visits = np.zeros_like(self.w), 0.0, 0
         for _ in range(self.max_epochs):
             mistakes = 0
             for i in self.rng.permutation(len(X)):
@@ -92,11 +98,18 @@ class Perceptron:
                     self.w += self.learning_rate * y[i] * X[i]
                     self.b += self.learning_rate * y[i]
                     mistakes += 1
+                if self.average:
+                    w_sum += self.w
+                    b_sum += self.b
+                    visits += 1
             history["mistakes"].append(mistakes)
             history["train_acc"].append(self.score(X, y))
             if mistakes == 0:
                 history["converged"] = True
                 break
+        if self.average:
+            self.w_last, self.b_last = self.w.copy(), self.b
+            self.w, self.b = w_sum / visits, b_sum / visits
         return history
 
 
