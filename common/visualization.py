@@ -1,0 +1,215 @@
+"""Seeing what a pretrained CNN looks at: saliency maps, fooling images, class visualisation, DeepDream.
+
+Images are preprocessed tensors ``(N, 3, H, W)`` (see ``common.torch_models.pretrained.preprocess``);
+the iterative methods return ``(image, history)`` and never draw. Signatures follow CS231n's
+``NetworkVisualization`` where it has them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from common.torch_models.pretrained import block_features, deprocess, load_pretrained, pixel_bounds, resize
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="step")
+
+
+def _clamp_pixels(img: torch.Tensor) -> torch.Tensor:
+    """Clamp a preprocessed image in place to the normalised range of pixels in [0, 1]."""
+    low, high = pixel_bounds(img.device)
+    img.data = torch.max(torch.min(img.data, high), low)
+    return img
+
+
+def compute_saliency_maps(X: torch.Tensor, y: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """Saliency ``S_ij = max_c |d s_y / d X_cij|`` (Simonyan et al. 2014) of the unnormalised class score.
+
+    ``X``: ``(N, 3, H, W)`` preprocessed images; ``y``: ``(N,)`` class ids. Returns ``(N, H, W)``, >= 0.
+    """
+    if X.ndim != 4 or len(y) != len(X):
+        raise ValueError(f"X must be (N, 3, H, W) and y (N,), got {tuple(X.shape)} and {tuple(y.shape)}")
+    X = X.detach().clone().requires_grad_(True)
+    scores = model(X)  # (N, 1000)
+    # sum of the correct-class scores: each image's gradient depends only on its own score
+    scores.gather(1, y.view(-1, 1).long()).sum().backward()
+    return X.grad.abs().amax(dim=1)  # (N, H, W)
+
+
+def make_fooling_image(X: torch.Tensor, target_y: int, model: torch.nn.Module, learning_rate: float = 1.0,
+                       max_iters: int = 100, progress: bool = False):
+    """Targeted gradient ascent on the class score until the network predicts ``target_y``.
+
+    Each step: ``X <- X + learning_rate * g / ||g||_2`` with ``g = d s_target / d X``. Stops at the
+    first iteration where the prediction is ``target_y``.
+    ``X``: ``(1, 3, H, W)``. Returns ``(X_fooling, history)``: ``X_fooling`` ``(1, 3, H, W)`` detached;
+    ``history`` with lists ``target_score``, ``target_prob`` and int ``iterations`` (steps taken)
+    and bool ``success``.
+    """
+    if X.ndim != 4 or X.shape[0] != 1:
+        raise ValueError(f"X must be one image (1, 3, H, W), got {tuple(X.shape)}")
+    X_fooling = X.detach().clone().requires_grad_(True)
+    history = {"target_score": [], "target_prob": [], "iterations": 0, "success": False}
+    for it in _progress(range(max_iters + 1), progress, f"fooling -> {target_y}"):
+        scores = model(X_fooling)  # (1, 1000)
+        history["target_score"].append(float(scores[0, target_y].detach()))
+        history["target_prob"].append(float(scores.detach().softmax(1)[0, target_y]))
+        if int(scores.argmax(1)) == target_y:
+            history.update(iterations=it, success=True)
+            break
+        if it == max_iters:
+            history["iterations"] = it
+            break
+        model.zero_grad(set_to_none=True)
+        X_fooling.grad = None
+        scores[0, target_y].backward()
+        with torch.no_grad():
+            g = X_fooling.grad
+            X_fooling += learning_rate * g / g.norm().clamp_min(1e-12)
+    return X_fooling.detach(), history
+
+
+def jitter(X: torch.Tensor, ox: int, oy: int) -> torch.Tensor:
+    """Roll ``X`` ``(N, C, H, W)`` by ``ox`` pixels along W and ``oy`` along H (wrapping round)."""
+    return torch.roll(X, shifts=(int(oy), int(ox)), dims=(2, 3))
+
+
+def blur_image(X: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Gaussian blur of ``X`` ``(N, C, H, W)`` with standard deviation ``sigma`` pixels (reflect padding)."""
+    if sigma <= 0:
+        return X
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=X.dtype, device=X.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()  # (K,)
+    C = X.shape[1]
+    out = F.pad(X, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, k.view(1, 1, 1, -1).repeat(C, 1, 1, 1), groups=C)  # along W
+    out = F.conv2d(out, k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)  # along H
+    return out
+
+
+def class_visualization_update_step(img: torch.Tensor, model: torch.nn.Module, target_y: int,
+                                    l2_reg: float, learning_rate: float, transform=None) -> float:
+    """One ascent step on ``s_y(T(I)) - l2_reg * ||I||^2`` in place: ``I <- I + lr * g / ||g||_2``.
+
+    ``img``: ``(1, 3, H, W)`` leaf tensor with ``requires_grad``; ``transform``: an optional
+    differentiable ``T`` (e.g. a random shift and rescale), identity when None.
+    Returns the class score before the step.
+    """
+    x = transform(img) if transform is not None else img
+    score = model(x)[0, target_y]
+    objective = score - l2_reg * (img ** 2).sum()
+    img.grad = None
+    objective.backward()
+    with torch.no_grad():
+        g = img.grad
+        img += learning_rate * g / g.norm().clamp_min(1e-12)
+    return float(score.detach())
+
+
+def random_shift_scale(img: torch.Tensor, max_jitter: int, scale_jitter: float,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Differentiably roll ``img`` ``(N, C, H, W)`` by up to ``max_jitter`` pixels and rescale it by a
+    random factor in ``[1 - scale_jitter, 1 + scale_jitter]`` (the output size changes with it)."""
+    ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
+    out = jitter(img, ox, oy)
+    if scale_jitter > 0:
+        factor = 1 + scale_jitter * (2 * float(torch.rand((), generator=generator)) - 1)
+        H, W = img.shape[-2:]
+        out = F.interpolate(out, size=(max(32, round(H * factor)), max(32, round(W * factor))),
+                            mode="bilinear", align_corners=False)
+    return out
+
+
+def create_class_visualization(target_y: int, model: torch.nn.Module | None = None, size: int = 224,
+                               l2_reg: float = 1e-3, learning_rate: float = 25.0, num_iterations: int = 200,
+                               blur_every: int = 4, blur_sigma: float = 1.0, max_jitter: int = 16, scale_jitter: float = 0.1,
+                               start_size: int | None = 112, snapshot_every: int | None = None,
+                               generator: torch.Generator | None = None, progress: bool = True):
+    """An image the network scores highly as ``target_y``, grown from noise (Simonyan et al. 2014; Yosinski et al. 2015).
+
+    Gradient ascent on ``s_y(I) - l2_reg ||I||^2`` with, as regularisers, a random roll of up to
+    ``max_jitter`` pixels and a random rescale by up to ``scale_jitter`` before each step (the
+    image must be a cat from every shift and zoom, not one adversarial pixel pattern), a Gaussian
+    blur of ``blur_sigma`` every ``blur_every`` steps and clamping to valid pixels. ``start_size``: optimise first at this side length and
+    upsample to ``size`` half-way (coarse-to-fine gives larger, smoother shapes; None: ``size`` only).
+    Returns ``(image, history)``: ``image`` float ``(size, size, 3)`` in [0, 1]; ``history`` with
+    ``score`` and ``prob`` (one per step) and ``snapshots`` (``(iteration, image)``).
+    """
+    model = model or load_pretrained()
+    device = next(model.parameters()).device
+    sizes = [start_size, size] if start_size and start_size < size else [size]
+    switch = num_iterations // 2 if len(sizes) == 2 else num_iterations + 1
+    img = 1.0 * torch.randn((1, 3, sizes[0], sizes[0]), generator=generator).to(device)  # (1, 3, S, S)
+    img.requires_grad_(True)
+    history = {"score": [], "prob": [], "snapshots": []}
+    for t in _progress(range(num_iterations), progress, f"class {target_y}"):
+        if t == switch:
+            img = resize(img.detach(), (size, size)).requires_grad_(True)  # (1, 3, size, size)
+        transform = lambda im: random_shift_scale(im, max_jitter, scale_jitter, generator)  # noqa: E731
+        score = class_visualization_update_step(img, model, target_y, l2_reg, learning_rate, transform)
+        with torch.no_grad():
+            _clamp_pixels(img)
+            if blur_every and t % blur_every == blur_every - 1 and t < num_iterations - 1:
+                img.data = blur_image(img.data, sigma=blur_sigma)
+        history["score"].append(score)
+        if snapshot_every and ((t + 1) % snapshot_every == 0 or t == num_iterations - 1):
+            history["snapshots"].append((t + 1, deprocess(img[0])))
+    with torch.no_grad():
+        history["prob"] = [float(model(img).softmax(1)[0, target_y])]
+    return deprocess(img[0]), history
+
+
+def deepdream(image: torch.Tensor, layer, model: torch.nn.Module | None = None, num_octaves: int = 4,
+              octave_scale: float = 1.4, iterations: int = 10, learning_rate: float = 0.02,
+              max_jitter: int = 16, channels=None, generator: torch.Generator | None = None, progress: bool = True):
+    """DeepDream (Mordvintsev et al. 2015): amplify whatever ``layer`` already sees in ``image``.
+
+    Objective ``0.5 * mean(A^2)`` of the activations ``A`` of ``layer`` (a name or block index; only
+    ``channels`` of it when given). Each step, normalised: ``I <- I + lr * g / mean|g|``. Octaves:
+    start at ``image`` shrunk by ``octave_scale ** (num_octaves - 1)``, ascend ``iterations`` steps,
+    carry the added detail up to the next, larger scale.
+    ``image``: ``(1, 3, H, W)`` preprocessed. Returns ``(image, history)``: ``image`` float
+    ``(H, W, 3)`` in [0, 1]; ``history`` with ``objective`` (per step) and ``octaves``
+    (the image at the end of each octave).
+    """
+    model = model or load_pretrained()
+    device = next(model.parameters()).device
+    base = image.detach().to(device)
+    H, W = base.shape[-2:]
+    shapes = [(max(32, round(H / octave_scale ** k)), max(32, round(W / octave_scale ** k)))
+              for k in reversed(range(num_octaves))]  # small -> large
+    detail = torch.zeros_like(resize(base, shapes[0]))
+    history = {"objective": [], "octaves": []}
+    steps = _progress(range(num_octaves * iterations), progress, "deepdream")
+    step_iter = iter(steps)
+    img = base
+    for shape in shapes:
+        octave_base = resize(base, shape)  # (1, 3, h, w)
+        img = (octave_base + resize(detail, shape)).requires_grad_(True)
+        for _ in range(iterations):
+            next(step_iter, None)
+            ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
+            shifted = jitter(img, ox, oy)
+            (act,) = block_features(shifted, [layer], model)  # (1, C_l, H_l, W_l)
+            if channels is not None:
+                act = act[:, list(channels)]
+            objective = 0.5 * (act ** 2).mean()
+            img.grad = None
+            objective.backward()
+            with torch.no_grad():
+                g = img.grad
+                img += learning_rate * g / g.abs().mean().clamp_min(1e-12)
+                _clamp_pixels(img)
+            history["objective"].append(float(objective.detach()))
+        detail = img.detach() - octave_base
+        history["octaves"].append(deprocess(img[0]))
+    return deprocess(img[0]), history
