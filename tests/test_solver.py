@@ -95,3 +95,10 @@ def test_solver_bad_args_raise():
         Solver(_model(), bad)
     with pytest.raises(ValueError, match="batch_size"):
         Solver(_model(), data, batch_size=0)
+
+
+def test_solver_progress_bar_and_fractional_epochs(capsys):
+    solver = Solver(_model(), _small_data(), batch_size=10, num_epochs=0.4, verbose=False, progress=True, seed=0)
+    solver.train()
+    assert len(solver.loss_history) == 2  # 0.4 epochs of 5 iterations
+    assert "Solver" in capsys.readouterr().err  # the tqdm bar writes to stderr
