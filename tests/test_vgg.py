@@ -1,4 +1,7 @@
 """The reduced VGG: shapes per block, parameter count against a closed form, learning, and checkpoints."""
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -148,3 +151,68 @@ def test_best_checkpoint_keeps_the_best_epoch(tmp_path):
         torch.testing.assert_close(v, snapshots[1][k])
     with pytest.raises(KeyError, match="val_loader"):
         BestCheckpoint(tmp_path / "x.pt", model)(0, {"train_loss": [1.0]})
+
+
+# --- training recipes and metrics (common.train_cnn) ---
+
+def test_confusion_matrix_matches_sklearn():
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    from common.train_cnn import confusion_matrix, per_class_accuracy
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    cm = confusion_matrix(y_true, y_pred, 4)
+    np.testing.assert_array_equal(cm, sk_confusion_matrix(y_true, y_pred, labels=range(4)))
+    acc = per_class_accuracy(cm)
+    for c in range(4):
+        assert acc[c] == pytest.approx(np.mean(y_pred[y_true == c] == c))
+    with pytest.raises(ValueError, match="num_classes"):
+        confusion_matrix([0, 5], [0, 1], 4)
+
+
+def _bands(N, seed):
+    """1x16x16 images whose class (0-3) is which horizontal band of 4 rows is bright, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (N,), generator=g)
+    X = 0.3 * torch.randn(N, 1, 16, 16, generator=g)
+    for c in range(4):
+        X[y == c, :, 4 * c:4 * c + 4, :] += 1.5
+    return X, y
+
+
+def test_make_optimizer_recipes():
+    from common.train_cnn import ADAM_BASELINE, SGD_ONE_CYCLE, Recipe, make_optimizer
+    model = VGG(VGGConfig(in_channels=1, image_size=16, width=0.125))
+    opt, sched = make_optimizer(model, ADAM_BASELINE, steps_per_epoch=10)
+    assert isinstance(opt, torch.optim.Adam) and sched is None and opt.param_groups[0]["lr"] == 1e-3
+    opt, sched = make_optimizer(model, SGD_ONE_CYCLE, steps_per_epoch=10)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"]
+    lrs = []
+    for _ in range(10 * SGD_ONE_CYCLE.epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = int(np.argmax(lrs))
+    assert max(lrs) == pytest.approx(SGD_ONE_CYCLE.lr) and 0.2 < peak / len(lrs) < 0.3  # warm-up = 25 %
+    assert lrs[0] < 0.1 * max(lrs) and lrs[-1] < 1e-3 * max(lrs)
+    with pytest.raises(ValueError, match="optimizer"):
+        Recipe(optimizer="rmsprop")
+
+
+def test_train_vgg_learns_and_caches(tmp_path):
+    from common.train_cnn import SGD_ONE_CYCLE, predict, train_vgg
+    recipe = dataclasses.replace(SGD_ONE_CYCLE, epochs=3, batch_size=32, padding=1)
+    cfg = VGGConfig(in_channels=1, image_size=16, num_classes=4, width=0.125)
+    X, y = _bands(480, seed=0)
+    X_val, y_val = _bands(200, seed=1)
+    model, info = train_vgg(cfg, recipe, X, y, X_val, y_val, data_tag="bands", progress=False, cache_dir=tmp_path)
+    acc = (predict(model, X_val).argmax(1) == y_val).float().mean().item()
+    assert acc > 0.9, acc
+    assert acc == pytest.approx(info["val_acc"])  # the returned model is the best checkpoint
+    assert not info["cached"] and info["images_per_s"] > 0 and len(info["history"]["val_acc"]) == 3
+    again, info2 = train_vgg(cfg, recipe, X, y, X_val, y_val, data_tag="bands", progress=False, cache_dir=tmp_path)
+    assert info2["cached"] and info2["path"] == info["path"]
+    torch.testing.assert_close(predict(again, X_val), predict(model, X_val))
+    other = dataclasses.replace(recipe, epochs=4)
+    from common.checkpoint import checkpoint_key
+    assert checkpoint_key(recipe=other) != checkpoint_key(recipe=recipe)

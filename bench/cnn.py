@@ -1,0 +1,131 @@
+"""Training and inference throughput (images/s) of the reduced VGG that assignment2/CNN_CIFAR10.ipynb trains.
+
+Run from the repository root:
+
+    python -m bench.cnn                      # the notebook's model (width 0.5), both input shapes
+    python -m bench.cnn --widths 0.25 0.5 1  # other widths
+    python -m bench.cnn --threads 1          # fewer torch threads (default: torch's, = cores)
+    python -m bench.cnn --compile            # also try torch.compile (slow to compile on CPU)
+    python -m bench.cnn --markdown           # also print the table as Markdown (for bench/RESULTS.md)
+
+Each figure is the best of ``--repeats`` timed runs of ``--steps`` steps on random data (one warm-up run
+first), so it measures the model and not the data. A separate row measures the data pipeline alone
+(TensorBatches + Augment), which the training loop adds on top. The load average is printed with the
+results: on a shared machine the figures are lower bounds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+from torch import nn
+
+from common.data.augment import Augment, TensorBatches
+from common.torch_models.vgg import VGG, VGGConfig, count_parameters
+
+#: The notebook's model width (keep in sync with assignment2/CNN_CIFAR10.ipynb).
+NOTEBOOK_WIDTH = 0.5
+SHAPES = {"fashion_mnist": (1, 28), "cifar10": (3, 32)}
+
+
+def best_rate(fn, num_images: int, repeats: int) -> float:
+    """Images per second of ``fn()`` (which processes ``num_images``): best of ``repeats`` after a warm-up."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return num_images / best
+
+
+def bench_model(cfg: VGGConfig, channels_last: bool, compile_: bool, batch_size: int, eval_batch: int,
+                steps: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = VGG(cfg)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    run = torch.compile(model) if compile_ else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    x = torch.randn(batch_size, cfg.in_channels, cfg.image_size, cfg.image_size).contiguous(memory_format=fmt)
+    y = torch.randint(0, cfg.num_classes, (batch_size,))
+    xe = torch.randn(eval_batch, cfg.in_channels, cfg.image_size, cfg.image_size).contiguous(memory_format=fmt)
+
+    def train_steps():
+        model.train()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(run(x), y).backward()
+            opt.step()
+
+    @torch.no_grad()
+    def infer_steps():
+        model.eval()
+        for _ in range(max(1, steps // 2)):
+            run(xe)
+
+    return {"params": count_parameters(model),
+            "train": best_rate(train_steps, steps * batch_size, repeats),
+            "infer": best_rate(infer_steps, max(1, steps // 2) * eval_batch, repeats)}
+
+
+def bench_pipeline(shape: tuple[int, int], batch_size: int, repeats: int, N: int = 10_000) -> float:
+    """Images/s of shuffling + random crop + flip alone (no model)."""
+    C, S = shape
+    X, y = torch.randn(N, C, S, S), torch.randint(0, 10, (N,))
+    batches = TensorBatches(X, y, batch_size=batch_size, seed=0, transform=Augment(padding=2 if S == 28 else 4))
+    return best_rate(lambda: [None for _ in batches], N, repeats)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=float, nargs="+", default=[NOTEBOOK_WIDTH])
+    parser.add_argument("--datasets", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--eval-batch", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    rows = []
+    for name in args.datasets:
+        C, S = SHAPES[name]
+        rows.append({"dataset": name, "width": "-", "variant": "data pipeline (shuffle+crop+flip)", "params": "-",
+                     "train": bench_pipeline((C, S), args.batch_size, args.repeats), "infer": float("nan")})
+        for width in args.widths:
+            cfg = VGGConfig(in_channels=C, image_size=S, width=width)
+            variants = [("NCHW", False, False), ("channels_last", True, False)]
+            if args.compile:
+                variants.append(("channels_last + compile", True, True))
+            for label, cl, comp in variants:
+                r = bench_model(cfg, cl, comp, args.batch_size, args.eval_batch, args.steps, args.repeats)
+                rows.append({"dataset": name, "width": width, "variant": label, **r})
+                print(f"{name:<14} width {width:<5} {label:<24} params {r['params']:>10,}  "
+                      f"train {r['train']:8.0f} img/s  infer {r['infer']:8.0f} img/s", flush=True)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    for r in rows:
+        if r["variant"].startswith("data"):
+            print(f"{r['dataset']:<14} data pipeline alone (TensorBatches + Augment): {r['train']:,.0f} img/s")
+    if args.markdown:
+        print("\n| dataset shape | width | variant | params | train img/s | inference img/s |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            params = f"{r['params']:,}" if isinstance(r["params"], int) else r["params"]
+            infer = "-" if r["infer"] != r["infer"] else f"{r['infer']:,.0f}"
+            print(f"| {r['dataset']} | {r['width']} | {r['variant']} | {params} | {r['train']:,.0f} | {infer} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
