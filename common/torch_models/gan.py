@@ -443,14 +443,18 @@ def config_key(*configs, extra: str = "") -> str:
 
 
 def train_gan_cached(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfig,
-                     cache_dir: str | Path, name: str, device: torch.device | None = None,
+                     cache_dir: str | Path | None, name: str, device: torch.device | None = None,
                      callback: Callable[[int, nn.Module], object] | None = None, progress: bool = True) -> dict:
     """``train_gan`` with its checkpoint at ``cache_dir/<name>-<key>.pt``, the key hashing the model
     config, the training config, the data size and this module's source, so a stale cache is never used.
 
     A finished checkpoint is loaded (no training; ``history['from_cache']`` is True); an unfinished one
-    is resumed.
+    is resumed. ``cache_dir=None`` trains without any cache (``history['from_cache']`` False).
     """
+    if cache_dir is None:
+        history = train_gan(G, D, X, config, device=device, callback=callback, progress=progress)
+        history["from_cache"] = False
+        return history
     key = config_key(G.config, config, extra=f"{tuple(X.shape)}")
     path = Path(cache_dir) / f"{name}-{key}.pt"
     device = device or get_device()
