@@ -12,6 +12,7 @@ def test_single_update_follows_the_rule():
     p.train(X, y)  # w = 0 scores 0 -> a mistake: w = -0.5 * x, b = -0.5
     np.testing.assert_allclose(p.w, [-0.5, -1.0])
     assert p.b == -0.5
+    assert p.train(X, y)["updates"] == []  # now correct: a second pass makes no update
     assert p.forward(X)[0] == -1
 
 
@@ -21,6 +22,8 @@ def test_separable_clouds_converge_to_perfect_accuracy():
     p = Perceptron(2, max_epochs=100, learning_rate=0.01, seed=0)
     hist = p.train(X, y)
     assert hist["converged"] and hist["mistakes"][-1] == 0
+    assert len(hist["updates"]) == sum(hist["mistakes"])
+    np.testing.assert_allclose(hist["updates"][-1][0], p.w)
     assert p.score(X, y) == 1.0
     assert p.score(X_test, y_test) >= 0.99
     # every training point is strictly on its own side of the separating line

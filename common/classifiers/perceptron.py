@@ -79,7 +79,8 @@ class Perceptron:
 
         Stops early after the first epoch without a mistake. Returns a history dict with one
         entry per epoch: ``mistakes`` (updates made during the epoch), ``train_acc`` (accuracy of
-        the current, not averaged, weights at the end of the epoch) and ``converged`` (True when an epoch made no mistake).
+        the current, not averaged, weights at the end of the epoch); and for the whole run ``converged`` (True
+        when an epoch made no mistake) and ``updates``, the list of ``(w, b)`` after every update (to animate the line).
         """
         X = self._check_X(X)
         y = np.asarray(y)
@@ -89,7 +90,7 @@ class Perceptron:
         if not values <= {1, -1}:
             raise ValueError(f"y must contain only +1 and -1, got values {sorted(values)}; "
                              "map 0/1 labels with y = 2 * y - 1")
-        history = {"mistakes": [], "train_acc": [], "converged": False}
+        history = {"mistakes": [], "train_acc": [], "converged": False, "updates": []}
         w_sum, b_sum, visits = np.zeros_like(self.w), 0.0, 0
         for _ in range(self.max_epochs):
             mistakes = 0
@@ -98,6 +99,7 @@ class Perceptron:
                     self.w += self.learning_rate * y[i] * X[i]
                     self.b += self.learning_rate * y[i]
                     mistakes += 1
+                    history["updates"].append((self.w.copy(), self.b))
                 if self.average:
                     w_sum += self.w
                     b_sum += self.b
