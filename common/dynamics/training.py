@@ -208,8 +208,7 @@ def loss_function(name: str):
 
 def _grad_norm(model: nn.Module) -> torch.Tensor:
     """Global L2 norm of all parameter gradients, as a 0-d tensor (no sync with Python)."""
-    return torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in model.parameters()
-                                                 if p.grad is not None]))
+    return nn.utils.get_total_norm([p.grad.detach() for p in model.parameters() if p.grad is not None])
 
 
 def train_model(model: nn.Module, data: TensorData, config: TrainConfig | None = None,
