@@ -188,7 +188,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "ce"  # 'ce' (classification) | 'mse' (regression)
     data_seed: int = 0  # order of the mini-batches
-    eval_every: int = 1  # epochs between test evaluations (and weight snapshots, see snapshot_every)
+    eval_every: int = 1  # epochs between test evaluations (the last epoch is always evaluated)
     snapshot_every: int = 0  # epochs between weight snapshots; 0 = none
     record_steps: bool = True  # per-step loss and gradient norm
 
