@@ -2,14 +2,15 @@
 
 Run from the repository root:
 
-    python -m bench.conv                  # 1 BLAS/torch thread (stable on a shared machine)
+    python -m bench.conv                  # 1 BLAS/torch thread, CPU-time clock (stable on a shared machine)
     python -m bench.conv --threads 2      # as many threads as you have cores
     python -m bench.conv --markdown       # also print the tables as Markdown (for bench/RESULTS.md)
 
 Shapes (from the issue): the CS231n layer (x 100x3x31x31, w 25x3x3x3, stride 2, pad 1) and a VGG-sized
 layer (x 64x64x16x16, w 128x64x3x3, stride 1, pad 1); max pool 2x2 stride 2 on 100x3x32x32 (reshape trick)
 and 3x3 stride 2 on 100x3x31x31 (im2col). The naive conv runs once and only on the CS231n shape (on the VGG
-layer it would take minutes); every other time is the minimum over ``--repeats`` runs. All ratios in one
+layer it would take minutes); every other time is the minimum over at least ``--repeats`` runs (more
+while under one second has been spent). All ratios in one
 report come from the same run, which is what makes them comparable on a loaded machine.
 """
 from __future__ import annotations
@@ -40,21 +41,50 @@ TARGETS = [
 ]
 
 
-def best_time(fn, repeats: int) -> float:
-    """Minimum wall time of ``fn()`` over ``repeats`` calls, in seconds (one warm-up call first)."""
+#: The clock every measurement uses; main() picks CPU time of the process for single-threaded runs.
+CLOCK = time.perf_counter
+
+
+def best_time(fn, repeats: int, budget: float = 1.0, max_runs: int = 200) -> float:
+    """Minimum time of ``fn()`` in seconds on ``CLOCK``, after one warm-up call.
+
+    Runs at least ``repeats`` times and keeps going (up to ``max_runs``) while less than ``budget``
+    seconds have been spent: on a machine shared with other jobs, the minimum of many runs is the
+    best estimate of the undisturbed time.
+    """
     fn()
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < budget and len(times) < max_runs):
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return min(times)
 
 
 def once(fn) -> float:
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
+
+
+def _warm_up(x, w, b, conv_param, backends, rng, rounds: int = 3):
+    """Run every implementation's forward and backward a few times before anything is timed.
+
+    glibc's malloc adapts its mmap/trim thresholds to the sizes it has seen; until it has seen the
+    backward pass's arrays, every multi-MB allocation is fresh memory and page-faults (on a loaded VM
+    this cost 30 ms of a 2 ms forward pass). Warming all implementations first gives each the same state.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    for _ in range(rounds):
+        for backend in backends:
+            out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param, backend=backend)
+            fast_layers.conv_backward_fast(rng.standard_normal(out.shape), cache)
+        xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        out_t = F.conv2d(xt, wt, bt, stride=conv_param["stride"], padding=conv_param["pad"])
+        out_t.backward(torch.ones_like(out_t))
 
 
 def bench_conv(case: dict, repeats: int, rng: np.random.Generator) -> dict:
@@ -67,6 +97,7 @@ def bench_conv(case: dict, repeats: int, rng: np.random.Generator) -> dict:
     conv_param = {"stride": case["stride"], "pad": case["pad"]}
     times = {}
     backends = ["cython", "numpy"] if fast_layers.HAVE_CYTHON else ["numpy"]
+    _warm_up(x, w, b, conv_param, backends, rng)
     for backend in backends:
         name = "fast" if backend == backends[0] else "fast (numpy)"
         out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param, backend=backend)
@@ -165,14 +196,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
+                        help="cpu: the process's CPU time (not inflated by other jobs on a shared machine; "
+                             "meaningful with --threads 1); wall: elapsed time; auto: cpu if --threads 1")
     args = parser.parse_args(argv)
+    global CLOCK
+    use_cpu = args.clock == "cpu" or (args.clock == "auto" and args.threads == 1)
+    CLOCK = time.process_time if use_cpu else time.perf_counter
 
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    print(machine_summary(args.threads))
+    print(machine_summary(args.threads) + f"; clock: {'process CPU time' if use_cpu else 'wall time'}")
     results = {}
     with threadpool_limits(args.threads):
         for name, case in CONV_CASES.items():

@@ -74,7 +74,8 @@ def conv_forward_fast(x, w, b, conv_param, backend=None):
     """Convolution as one matrix multiply: ``out = w.reshape(F, -1) @ im2col(x) + b``.
 
     Inputs: x (N, C, H, W); w (F, C, HH, WW); b (F,); conv_param {'stride', 'pad'}.
-    Returns (out, cache): out (N, F, H', W') with ``H' = 1 + (H + 2*pad - HH) // stride`` (same for W').
+    Returns (out, cache): out (N, F, H', W') with ``H' = 1 + (H + 2*pad - HH) // stride`` (same for W'),
+    a transposed view of the GEMM result (not C-contiguous, like CS231n's).
     """
     x, w, b = _float(x), _float(w), _float(b)
     if x.ndim != 4 or w.ndim != 4:
@@ -93,7 +94,9 @@ def conv_forward_fast(x, w, b, conv_param, backend=None):
     x_cols = _im2col(x, HH, WW, pad, stride, backend)  # (C*HH*WW, N*H'*W')
     out = w.reshape(F, -1) @ x_cols  # (F, C*HH*WW) @ (C*HH*WW, N*H'*W') -> (F, N*H'*W')
     out += b[:, None]
-    out = np.ascontiguousarray(out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))  # (N, F, H', W')
+    # (F, N*H'*W') -> (N, F, H', W') as a view: a copy would cost a pass over memory, and backward's
+    # transpose back to (F, N*H'*W') is then free when dout has the same layout (as ReLU/pool outputs do)
+    out = out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3)
     cache = (x.shape, w, b, conv_param, x_cols, backend)
     return out, cache
 
@@ -205,17 +208,24 @@ def max_pool_forward_im2col(x, pool_param, backend=None):
     backend = _backend(backend)
     N, C, H, W = x.shape
     x_cols = _im2col(x.reshape(N * C, 1, H, W), ph, pw, 0, stride, backend)  # (ph*pw, N*C*H'*W')
-    idx = x_cols.argmax(axis=0)  # first maximum of each window
-    out = x_cols[idx, np.arange(x_cols.shape[1])].reshape(N, C, H_out, W_out)
-    return out, ("im2col", x.shape, x_cols.shape, idx, pool_param, backend)
+    out_flat = x_cols.max(axis=0)  # columns are ordered (n, c, y, x), like the output
+    return out_flat.reshape(N, C, H_out, W_out), ("im2col", x.shape, x_cols, out_flat, pool_param, backend)
 
 
 def max_pool_backward_im2col(dout, cache):
-    """Backward of ``max_pool_forward_im2col``: scatter dout into the argmax rows, then col2im (sums overlaps)."""
-    _, x_shape, cols_shape, idx, pool_param, backend = cache
+    """Backward of ``max_pool_forward_im2col``: dout goes to the first maximal row of each column, then col2im.
+
+    (A loop over the ph*pw rows: ``argmax(axis=0)`` would be several times slower in NumPy.)
+    """
+    _, x_shape, x_cols, out_flat, pool_param, backend = cache
     N, C, H, W = x_shape
-    dx_cols = np.zeros(cols_shape, dtype=np.result_type(dout, np.float32))
-    dx_cols[idx, np.arange(cols_shape[1])] = dout.reshape(-1)  # columns are ordered (n, c, y, x) like dout
+    dout_flat = dout.reshape(-1)  # (N*C*H'*W',), the column order
+    dx_cols = np.zeros(x_cols.shape, dtype=np.result_type(dout, x_cols))
+    free = np.ones(out_flat.shape, dtype=bool)  # columns whose maximum has not been found yet
+    for k in range(x_cols.shape[0]):
+        hit = free & (x_cols[k] == out_flat)
+        np.multiply(dout_flat, hit, out=dx_cols[k])
+        free &= ~hit
     dx = _col2im(dx_cols, (N * C, 1, H, W), pool_param["pool_height"], pool_param["pool_width"], 0,
                  pool_param["stride"], backend)
     return dx.reshape(N, C, H, W)
