@@ -19,7 +19,7 @@ DEFAULT_CONTENT_LAYER = "block4"
 DEFAULT_CONTENT_WEIGHT = 3e-2
 DEFAULT_STYLE_LAYERS = ("stem", "block0", "block2", "block4", "block7")
 DEFAULT_STYLE_WEIGHTS = (2e3, 1e3, 5e2, 2e2, 1e2)
-DEFAULT_TV_WEIGHT = 2e-2
+DEFAULT_TV_WEIGHT = 1.0
 #: L-BFGS runs in rounds of this many iterations (each with a line search), clamping pixels between rounds.
 LBFGS_ROUND = 10
 
@@ -85,8 +85,8 @@ def style_transfer(content_image, style_image, image_size: int = 256, style_size
     """Optimise an image so its content features match ``content_image``'s and its Gram matrices ``style_image``'s.
 
     ``content_image``, ``style_image``: photos (uint8 ``(H, W, 3)``); resized so the shorter side is
-    ``image_size`` / ``style_size`` (aspect kept). ``init_random`` starts from uniform noise
-    (drawn from ``generator``) instead of the content photo. ``optimizer``: 'adam' (learning rate
+    ``image_size`` / ``style_size`` (aspect kept). ``init_random`` starts from noise, uniform on
+    [0, 1] in normalised units (drawn from ``generator``), instead of the content photo. ``optimizer``: 'adam' (learning rate
     default 0.2 in normalised-pixel units, divided by 10 after ``decay_at * num_iters`` steps) or
     'lbfgs' (``num_iters`` iterations in rounds of ``LBFGS_ROUND`` with a strong-Wolfe line search,
     so several loss evaluations per iteration; snapshots after every round). After each step the image
@@ -113,8 +113,9 @@ def style_transfer(content_image, style_image, image_size: int = 256, style_size
 
     low, high = pixel_bounds(device)
     if init_random:
-        noise = torch.rand(content.shape, generator=generator).to(device)
-        img = low + (high - low) * noise
+        # as in CS231n: uniform on [0, 1] in normalised units, i.e. a mid-grey image with mild noise
+        # (full-range noise saturates the ReLU6 units of the stem and the optimisation crawls)
+        img = torch.rand(content.shape, generator=generator).to(device)
     else:
         img = content.clone()
     img.requires_grad_(True)
