@@ -5,6 +5,7 @@ import hashlib
 import inspect
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -217,8 +218,14 @@ def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
         raise ValueError("need at least 2 samples in each feature set to estimate a covariance")
     mu1, mu2 = feats1.mean(axis=0), feats2.mean(axis=0)
     S1, S2 = np.cov(feats1, rowvar=False), np.cov(feats2, rowvar=False)
-    covmean = linalg.sqrtm(S1 @ S2)
-    if not np.all(np.isfinite(covmean)):  # singular product: regularise, as the FID reference code does
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", linalg.LinAlgWarning)
+        try:
+            covmean = linalg.sqrtm(S1 @ S2)
+            singular = not np.all(np.isfinite(covmean))
+        except linalg.LinAlgWarning:
+            singular = True
+    if singular:  # e.g. dead ReLU features: regularise, as the FID reference code does
         offset = 1e-6 * np.eye(len(S1))
         covmean = linalg.sqrtm((S1 + offset) @ (S2 + offset))
     covmean = np.real(covmean)
