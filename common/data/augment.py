@@ -25,7 +25,7 @@ def channel_stats(X) -> tuple[torch.Tensor, torch.Tensor]:
 def to_tensor(X, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Images ``X (N, C, H, W)`` as a float tensor; uint8 pixels are scaled to [0, 1]."""
     if isinstance(X, np.ndarray):
-        X = torch.from_numpy(X)
+        X = torch.from_numpy(X if X.flags.writeable else X.copy())  # read-only arrays (np.frombuffer) are copied
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"X must be a NumPy array or a torch tensor, got {type(X).__name__}")
     if X.ndim != 4:
