@@ -79,9 +79,7 @@ from common.fast_layers import (  # noqa: E402
     max_pool_backward_fast,
     max_pool_forward_fast,
 )
-from common.layers import (  # noqa: E402
-    relu_backward,
-    relu_forward,
+from common.layers import (  # noqa: E402  (relu_* are imported at the top of the module)
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
 )

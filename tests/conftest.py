@@ -59,3 +59,15 @@ def data_root(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("COURSE_DATA_DIR", str(root))
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests use tiny tensors: one intra-op thread is faster, and far faster when parallel test workers
+    share the cores (thread hand-offs then cost more than they save). Restored at the end."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

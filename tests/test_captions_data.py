@@ -75,8 +75,8 @@ def test_scenes_dataset_features_are_cached(tmp_path, monkeypatch):
     again = cap.load_scenes_data(config, feature_dim=8, progress=False)
     assert calls == [20, 5, 5]  # read from the cache
     np.testing.assert_array_equal(again["val_features"], data["val_features"])
-    other = cap.load_scenes_data(cap.SceneConfig(num_train=20, num_val=5, num_test=5, image_size=32, seed=2),
-                                 feature_dim=8, progress=False)
+    cap.load_scenes_data(cap.SceneConfig(num_train=20, num_val=5, num_test=5, image_size=32, seed=2),
+                         feature_dim=8, progress=False)
     assert calls == [20, 5, 5, 20, 5, 5]  # another config never reuses the cache
     assert len(list((tmp_path / ".cache" / "captions").glob("*.npz"))) == 2
     with pytest.raises(ValueError, match="feature_dim"):

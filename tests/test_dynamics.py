@@ -13,14 +13,6 @@ from common.dynamics import (TensorBatches, TensorData, TrainConfig, batch_size_
 from common.train import evaluate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets: thread hand-offs cost more than they save on a shared machine; restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def blobs(N=200, D=5, C=3, seed=0, random_labels=False):
     """Well separated Gaussian blobs as TensorData (train and test from the same distribution)."""

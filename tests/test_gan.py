@@ -15,13 +15,6 @@ from common.torch_models.gan import (
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_mlp_layout_matches_cs324():
     G, D = build_gan(GANConfig(), seed=0)

@@ -11,13 +11,6 @@ from common.gan_eval import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_inception_score_extremes_and_formula():
     one_hot = np.eye(10)[np.arange(100) % 10]  # confident and balanced: the maximum, C

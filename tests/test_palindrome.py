@@ -11,14 +11,6 @@ from common.palindrome_training import (accuracy_vs_length, input_gradient_norms
 from common.torch_models.rnn import RNNConfig, VanillaRNN, build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: one thread is faster, and far faster on a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("T", [2, 3, 4, 7, 10])
 def test_make_palindromes_are_palindromes(T):

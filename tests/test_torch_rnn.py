@@ -6,14 +6,6 @@ from torch import nn
 from common.torch_models.rnn import LSTM, RNNConfig, VanillaRNN, build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: one thread is faster, and far faster on a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 RTOL, ATOL = 1e-10, 1e-12  # float64 throughout: the two implementations differ only by rounding
 
 

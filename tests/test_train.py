@@ -8,14 +8,6 @@ from common.data import make_blobs, make_loader
 from common.train import accuracy, evaluate, fit, get_device, train_epoch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: intra-op threads only add synchronisation, which is very slow on a busy machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _data(n=120, seed=0):
     X, y = make_blobs(n, centers=3, cluster_std=0.5, seed=seed)
