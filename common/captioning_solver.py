@@ -5,8 +5,6 @@ import numpy as np
 
 from common import optim
 
-_UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
-
 
 class CaptioningSolver:
     """Minibatch training of a captioning model with ``params`` and ``loss(features, captions)``.
@@ -36,12 +34,7 @@ class CaptioningSolver:
         self.seed = kwargs.pop("seed", None)
         if kwargs:
             raise ValueError(f"CaptioningSolver got unrecognized keyword argument(s) {', '.join(map(repr, kwargs))}")
-        if callable(self.update_rule):
-            self._update = self.update_rule
-        elif self.update_rule in _UPDATE_RULES:
-            self._update = getattr(optim, self.update_rule)
-        else:
-            raise ValueError(f"update_rule must be one of {_UPDATE_RULES} or a callable, got {self.update_rule!r}")
+        self._update = optim.get_update_rule(self.update_rule)
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         self.rng = np.random.default_rng(self.seed)

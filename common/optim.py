@@ -76,3 +76,15 @@ def adam(w, dw, config=None):
     v_hat = config["v"] / (1 - beta2 ** t)
     next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
     return next_w, config
+
+
+UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+
+
+def get_update_rule(update_rule):
+    """The rule named ``update_rule`` (one of ``UPDATE_RULES``), or ``update_rule`` itself when it is callable."""
+    if callable(update_rule):
+        return update_rule
+    if update_rule in UPDATE_RULES:
+        return globals()[update_rule]
+    raise ValueError(f"update_rule must be one of {UPDATE_RULES} or a callable, got {update_rule!r}")

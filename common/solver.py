@@ -10,8 +10,6 @@ import numpy as np
 from common import optim
 from common.config import REPO_ROOT
 
-_UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
-
 
 class Solver:
     """Minibatch training of a model with ``params`` (dict name -> array) and ``loss(X, y=None)``.
@@ -70,12 +68,7 @@ class Solver:
             names = ", ".join(repr(k) for k in kwargs)
             raise ValueError(f"Solver got unrecognized keyword argument(s) {names}")
 
-        if callable(self.update_rule):
-            self._update = self.update_rule
-        elif self.update_rule in _UPDATE_RULES:
-            self._update = getattr(optim, self.update_rule)
-        else:
-            raise ValueError(f"update_rule must be one of {_UPDATE_RULES} or a callable, got {self.update_rule!r}")
+        self._update = optim.get_update_rule(self.update_rule)
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_epochs < 0:
