@@ -8,8 +8,8 @@ from torch import nn
 
 from common.torch_models.gan import (
     DCGANConfig, GANConfig, GANTrainConfig, build_gan, discriminator_loss, from_gan_range, generate,
-    generator_loss, interpolate_latents, ls_discriminator_loss, ls_generator_loss, sample_noise, to_gan_range,
-    train_gan, train_gan_cached,
+    ema_generator, generator_loss, interpolate_latents, ls_discriminator_loss, ls_generator_loss,
+    recalibrate_batchnorm, sample_noise, to_gan_range, train_gan, train_gan_cached,
 )
 
 CPU = torch.device("cpu")
@@ -192,6 +192,9 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
     resumed = train_gan(G3, D3, X, config, device=CPU, checkpoint_path=path, progress=False)
     assert resumed["d_loss"] == full["d_loss"] and resumed["g_loss"] == full["g_loss"]
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G3.state_dict().values()))
+    # the weight average is checkpointed too (BatchNorm statistics recalibrated the same way at the end)
+    assert all(torch.equal(a, b) for a, b in zip(full["G_ema"].state_dict().values(),
+                                                 resumed["G_ema"].state_dict().values()))
     with pytest.raises(ValueError, match="another training config"):
         train_gan(G3, D3, X, GANTrainConfig(num_steps=7, batch_size=16), device=CPU, checkpoint_path=path,
                   progress=False)
@@ -207,9 +210,66 @@ def test_cached_training_is_keyed_by_config(tmp_path):
     h2 = train_gan_cached(G2, D2, X, config, tmp_path, "toy", device=CPU, progress=False)
     assert not h1["from_cache"] and h2["from_cache"]
     assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(h1["G_ema"].state_dict().values(), h2["G_ema"].state_dict().values()))
+    assert not h2["G_ema"].training
     G3, D3 = build_gan(small, seed=0)
-    h3 = train_gan_cached(G3, D3, X, GANTrainConfig(num_steps=4, batch_size=16, lr_g=1e-3), tmp_path, "toy",
+    h3 = train_gan_cached(G3, D3, X, GANTrainConfig(num_steps=4, batch_size=16, lr_g=5e-4), tmp_path, "toy",
                           device=CPU, progress=False)
     assert not h3["from_cache"]
     G4, D4 = build_gan(GANConfig(g_hidden=(16, 16), d_hidden=(16,)), seed=0)
     assert not train_gan_cached(G4, D4, X, config, tmp_path, "toy", device=CPU, progress=False)["from_cache"]
+
+
+def test_ema_generator_follows_the_warmed_up_average():
+    G, _ = build_gan(GANConfig(g_hidden=(8, 8), d_hidden=(8,)), seed=0)
+    ema = ema_generator(G, decay=0.9)
+    w = [p.detach().clone() for p in G.parameters()]
+    expected = [p.clone() for p in w]
+    for n in range(6):
+        with torch.no_grad():
+            for p in G.parameters():
+                p.add_(1.0)
+        ema.update_parameters(G)
+        current = [p.detach() for p in G.parameters()]
+        if n == 0:  # the first update copies the weights
+            expected = [c.clone() for c in current]
+        else:
+            d = min(0.9, (1 + n) / (10 + n))  # warm-up: 0.18, 0.25, ... capped at the decay
+            expected = [d * e + (1 - d) * c for e, c in zip(expected, current)]
+    for e, p in zip(expected, ema.module.parameters()):
+        torch.testing.assert_close(p, e)
+    with pytest.raises(ValueError, match="decay"):
+        ema_generator(G, decay=1.0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        GANTrainConfig(ema_decay=0.0)
+
+
+def test_recalibrate_batchnorm_estimates_statistics_from_noise():
+    G, _ = build_gan(GANConfig(g_hidden=(8, 16), d_hidden=(8,)), seed=0)
+    bn = next(m for m in G.modules() if isinstance(m, nn.BatchNorm1d))
+    assert torch.equal(bn.running_mean, torch.zeros(16))  # fresh: statistics of nothing
+    state = torch.random.get_rng_state()
+    recalibrate_batchnorm(G, num_batches=4, batch_size=200, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)  # its own noise generator
+    # the running statistics are now those of the layer's input over the same 800 codes
+    z = torch.cat([sample_noise(200, 100, g) for g in [torch.Generator().manual_seed(3)] for _ in range(4)])
+    with torch.no_grad():
+        h = G.net[:3](z)  # Linear -> LeakyReLU -> Linear: the input of the first BatchNorm
+    torch.testing.assert_close(bn.running_mean, h.mean(0), rtol=1e-4, atol=1e-5)
+    batch_vars = torch.stack([chunk.var(0) for chunk in h.split(200)])  # unbiased, per batch, then averaged
+    torch.testing.assert_close(bn.running_var, batch_vars.mean(0), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.1  # restored after the cumulative average
+
+
+def test_training_without_ema_samples_the_raw_generator():
+    X, _ = _toy_data(64)
+    G, D = build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0)
+    seen = []
+    config = GANTrainConfig(num_steps=4, batch_size=16, ema_decay=None, checkpoint_every=2)
+    history = train_gan(G, D, X, config, device=CPU, progress=False, callback=lambda step, g: seen.append(g))
+    assert history["G_ema"] is None and all(g is G for g in seen)
+    G2, D2 = build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0)
+    seen.clear()
+    history = train_gan(G2, D2, X, GANTrainConfig(num_steps=4, batch_size=16, checkpoint_every=2), device=CPU,
+                        progress=False, callback=lambda step, g: seen.append(g))
+    assert history["G_ema"] is seen[-1] and seen[-1] is not G2

@@ -1,6 +1,7 @@
 """GANs for 28x28 digits: the CS324 MLP generator/discriminator, a DCGAN-style conv pair, losses, training loop."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm.auto import tqdm
 
 from common.config import get_device
@@ -22,7 +24,7 @@ __all__ = [
     "Generator", "Discriminator", "DCGenerator", "DCDiscriminator", "build_gan",
     "sample_noise", "discriminator_loss", "generator_loss", "ls_discriminator_loss", "ls_generator_loss",
     "LOSSES", "to_gan_range", "from_gan_range", "generate", "interpolate_latents",
-    "train_gan", "train_gan_cached", "config_key",
+    "ema_generator", "recalibrate_batchnorm", "train_gan", "train_gan_cached", "config_key",
 ]
 
 
@@ -43,7 +45,8 @@ class GANConfig:
 
 @dataclass
 class DCGANConfig:
-    """A DCGAN-style conv pair for 28x28: G projects z to (2C, 7, 7) and upsamples twice; D mirrors it."""
+    """A DCGAN-style conv pair for 28x28: G projects z to (2C, 7, 7) and upsamples twice with transposed
+    convolutions; D mirrors it with strided convolutions."""
 
     latent_dim: int = 100
     channels: int = 32  # C: width of the 14x14 stage; the 7x7 stage has 2C
@@ -53,14 +56,20 @@ class DCGANConfig:
 
 @dataclass
 class GANTrainConfig:
-    """How to train a GAN with ``train_gan``: Adam (lr, betas), batch size, steps, loss and what to record."""
+    """How to train a GAN with ``train_gan``: Adam (lr, betas), batch size, steps, loss, weight averaging
+    and what to record.
+
+    The learning rate is CS231n's 1e-3 rather than the DCGAN paper's 2e-4: on MNIST, for the same number of
+    steps, 1e-3 gave a clearly higher Inception Score for both the MLP and the conv GAN (bench/RESULTS.md).
+    """
 
     num_steps: int = 5000
     batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     loss: str = "nonsaturating"  # 'nonsaturating' | 'least_squares'
+    ema_decay: float | None = 0.999  # also keep an exponential moving average of G's weights; None: off
     num_samples: int = 25  # images in each recorded sample grid (drawn from one fixed noise batch)
     sample_steps: tuple[int, ...] | None = None  # steps at which to record samples; None: start, middle, end
     log_every: int = 10  # record mean losses every this many steps
@@ -73,6 +82,8 @@ class GANTrainConfig:
         for name in ("num_steps", "batch_size", "num_samples", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in (0, 1) (e.g. 0.999) or be None, got {self.ema_decay}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -123,8 +134,10 @@ class Discriminator(nn.Module):
 class DCGenerator(nn.Module):
     """DCGAN-style generator: ``z (N, latent_dim)`` -> ``(N, 1, 28, 28)`` in [-1, 1].
 
-    Linear to (2C, 7, 7), then two upsampling blocks (nearest x2 -> 3x3 conv), BatchNorm and ReLU
-    in between, Tanh at the end. Upsample+conv avoids the checkerboard of transposed convolutions.
+    Linear to (2C, 7, 7), then two stride-2 4x4 transposed convolutions (7 -> 14 -> 28), BatchNorm and
+    ReLU in between, Tanh at the end. The kernel size is a multiple of the stride, so every output pixel
+    gets the same number of kernel taps (no checkerboard from uneven overlap). Nearest-neighbour
+    upsampling followed by a 3x3 conv does the same job but was twice as slow on the CPU.
     """
 
     def __init__(self, config: DCGANConfig | None = None):
@@ -134,9 +147,8 @@ class DCGenerator(nn.Module):
         self.project = nn.Sequential(nn.Linear(config.latent_dim, 2 * C * 7 * 7, bias=False),
                                      nn.BatchNorm1d(2 * C * 7 * 7), nn.ReLU())
         self.up = nn.Sequential(
-            nn.Upsample(scale_factor=2), nn.Conv2d(2 * C, C, 3, padding=1, bias=False),
-            nn.BatchNorm2d(C), nn.ReLU(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(C, config.img_shape[0], 3, padding=1), nn.Tanh(),
+            nn.ConvTranspose2d(2 * C, C, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(C), nn.ReLU(),
+            nn.ConvTranspose2d(C, config.img_shape[0], 4, stride=2, padding=1), nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -292,6 +304,40 @@ def _latent_dim(G: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Weight averaging
+# ----------------------------------------------------------------------------------------------------------
+
+def ema_generator(G: nn.Module, decay: float = 0.999) -> AveragedModel:
+    """An exponential moving average of G's weights (``torch.optim.swa_utils.AveragedModel``).
+
+    After each G step, ``ema.update_parameters(G)`` does ``w_ema <- d w_ema + (1 - d) w`` with
+    ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates: the warm-up lets a short run forget the
+    random initialisation (the average spans roughly the last tenth of the steps until ``d`` reaches
+    ``decay``, after about 9000 steps for 0.999). ``ema.module`` is the averaged generator; its BatchNorm statistics are not
+    averaged, so call ``recalibrate_batchnorm(ema.module)`` before sampling from it.
+    """
+    if not 0 < decay < 1:
+        raise ValueError(f"decay must lie in (0, 1), got {decay}")
+
+    def lerp_all(averaged: list, current: list, num_averaged) -> None:
+        n = float(num_averaged)
+        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + n) / (10 + n)))
+
+    return AveragedModel(G, multi_avg_fn=lerp_all)
+
+
+def recalibrate_batchnorm(G: nn.Module, num_batches: int = 10, batch_size: int = 500, seed: int = 0) -> nn.Module:
+    """Re-estimate G's BatchNorm running statistics on ``num_batches`` batches of fresh noise
+    (``torch.optim.swa_utils.update_bn``) and return G. An averaged generator needs this: its weights never
+    produced the statistics it holds. The noise comes from its own seeded generator (global RNG untouched).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    batches = [sample_noise(batch_size, _latent_dim(G), gen) for _ in range(num_batches)]
+    update_bn(batches, G, device=next(G.parameters()).device)
+    return G
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------------
 
@@ -318,11 +364,13 @@ def train_gan(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfi
     History: ``step`` (the logged steps), ``d_loss``, ``g_loss`` (means over each ``log_every`` window),
     ``d_real``, ``d_fake`` (mean D score on real and on fake: a probability for the non-saturating loss),
     ``samples`` (step -> ``(num_samples, 1, 28, 28)`` in [0, 1], all from one fixed noise batch),
-    ``fixed_noise``, ``time`` (seconds of training). With ``checkpoint_path``, G, D, both optimisers and
-    the history are saved there every ``checkpoint_every`` steps and at the end, and an unfinished
-    checkpoint at that path is resumed (its config must match). ``callback(step, G)`` (e.g. a scorer)
-    runs at the same steps; what it returns, if not None, is appended to ``history['callback']``
-    as ``(step, value)``.
+    ``fixed_noise``, ``time`` (seconds of training) and ``G_ema``: with ``config.ema_decay`` the
+    weight-averaged generator (see ``ema_generator``; BatchNorm recalibrated, eval mode), else None.
+    The samples and the callback use ``G_ema`` when there is one, G otherwise. With ``checkpoint_path``,
+    G, D, the average, both optimisers and the history are saved there every ``checkpoint_every`` steps
+    and at the end, and an unfinished checkpoint at that path is resumed (its config must match).
+    ``callback(step, generator)`` (e.g. a scorer) runs at the same steps; what it returns, if not None,
+    is appended to ``history['callback']`` as ``(step, value)``.
     """
     config = config or GANTrainConfig()
     if not isinstance(X, torch.Tensor) or X.ndim != 4 or X.dtype != torch.float32:
@@ -338,6 +386,7 @@ def train_gan(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfi
     loss_d_fn, loss_g_fn = LOSSES[config.loss]
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
+    G_ema = None if config.ema_decay is None else ema_generator(G, config.ema_decay)
     data_gen = torch.Generator().manual_seed(config.seed)
     noise_gen = torch.Generator().manual_seed(config.seed + 1)
     fixed_noise = sample_noise(config.num_samples, latent_dim, torch.Generator().manual_seed(config.seed + 2))
@@ -353,10 +402,16 @@ def train_gan(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfi
         D.load_state_dict(state["D"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        if G_ema is not None:
+            G_ema.load_state_dict(state["G_ema"])
         data_gen.set_state(state["data_gen"])
         noise_gen.set_state(state["noise_gen"])
         history, start_step = state["history"], state["step"]
     sample_steps = _sample_steps(config)
+
+    def evaluated() -> nn.Module:  # the generator we sample from and score
+        return G if G_ema is None else recalibrate_batchnorm(G_ema.module)
+
     to_score = torch.sigmoid if config.loss == "nonsaturating" else (lambda s: s)
     window = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
     num_in_window = 0
@@ -367,7 +422,7 @@ def train_gan(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfi
                initial=start_step, total=config.num_steps)
     for step in bar:
         if step in sample_steps and step not in history["samples"]:
-            history["samples"][step] = generate(G, fixed_noise)
+            history["samples"][step] = generate(evaluated(), fixed_noise)
         idx = torch.randint(len(X), (config.batch_size,), generator=data_gen)
         x_real = X[idx].to(device)  # (B, 1, 28, 28)
         z = sample_noise(2 * config.batch_size, latent_dim, noise_gen, device)
@@ -384,6 +439,8 @@ def train_gan(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfi
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        if G_ema is not None:
+            G_ema.update_parameters(G)
         window["d_loss"] += loss_d.item()
         window["g_loss"] += loss_g.item()
         window["d_real"] += to_score(logits_real.detach()).mean().item()
@@ -399,17 +456,18 @@ def train_gan(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfi
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.num_steps:
             history["time"] = time.perf_counter() - begin
             if checkpoint_path is not None:
-                _save_checkpoint(checkpoint_path, G, D, opt_g, opt_d, data_gen, noise_gen, history, step + 1)
-            _run_callback(callback, step + 1, G, history)
+                _save_checkpoint(checkpoint_path, G, D, G_ema, opt_g, opt_d, data_gen, noise_gen, history, step + 1)
+            _run_callback(callback, step + 1, evaluated(), history)
             begin = time.perf_counter() - history["time"]  # the callback's time is not training time
     if config.num_steps in sample_steps and config.num_steps not in history["samples"]:
-        history["samples"][config.num_steps] = generate(G, fixed_noise)
+        history["samples"][config.num_steps] = generate(evaluated(), fixed_noise)
     history["time"] = time.perf_counter() - begin
     if start_step < config.num_steps:
-        _run_callback(callback, config.num_steps, G, history)
+        _run_callback(callback, config.num_steps, evaluated(), history)
+    final = evaluated()
     if checkpoint_path is not None:
-        _save_checkpoint(checkpoint_path, G, D, opt_g, opt_d, data_gen, noise_gen, history, config.num_steps)
-    return history
+        _save_checkpoint(checkpoint_path, G, D, G_ema, opt_g, opt_d, data_gen, noise_gen, history, config.num_steps)
+    return {**history, "G_ema": None if G_ema is None else final.eval()}
 
 
 def _run_callback(callback, step: int, G: nn.Module, history: dict) -> None:
@@ -422,12 +480,13 @@ def _run_callback(callback, step: int, G: nn.Module, history: dict) -> None:
         history["callback"].append((step, value))
 
 
-def _save_checkpoint(path, G, D, opt_g, opt_d, data_gen, noise_gen, history, step) -> None:
+def _save_checkpoint(path, G, D, G_ema, opt_g, opt_d, data_gen, noise_gen, history, step) -> None:
     """Write atomically: to a temporary name, then rename, so an interrupted save never leaves a bad file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
+    torch.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": None if G_ema is None else G_ema.state_dict(),
+                "opt_g": opt_g.state_dict(),
                 "opt_d": opt_d.state_dict(), "data_gen": data_gen.get_state(),
                 "noise_gen": noise_gen.get_state(), "history": history, "step": step}, tmp)
     tmp.replace(path)
@@ -466,6 +525,11 @@ def train_gan_cached(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTra
             G.to(device)
             D.to(device)
             history = state["history"]
+            history["G_ema"] = None
+            if state["G_ema"] is not None:
+                G_ema = ema_generator(G, config.ema_decay)
+                G_ema.load_state_dict(state["G_ema"])  # saved after the final BatchNorm recalibration
+                history["G_ema"] = G_ema.module.eval()
             history["from_cache"] = True
             return history
     history = train_gan(G, D, X, config, device=device, checkpoint_path=path, callback=callback, progress=progress)
