@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     rows = [[r["model"], f"{r['lr']:g}", f"{r['time']:.0f}"] + [f"{raw:.2f} / {ema:.2f}" for _, (raw, ema) in r["curve"]]
             for r in results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print(f"\nInception Score of {args.num_score} samples (real test digits score ~9.5); load average {load:.2f}")
+    print(f"\nInception Score of {args.num_score} samples (real test digits score ~9.8); load average {load:.2f}")
     for row in [header] + rows:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
     if args.markdown:

@@ -33,7 +33,7 @@ class ClassifierConfig:
 
     channels: tuple[int, int] = (16, 32)
     hidden: int = 128  # size of the feature layer used by the Frechet distance
-    epochs: int = 3
+    epochs: int = 6  # 3 epochs: 99.0% test accuracy, real digits IS 9.60; 6: 99.2%, IS 9.76 (a more confident scorer)
     batch_size: int = 128
     lr: float = 2e-3
     num_train: int | None = None  # None: all 60,000 training images
