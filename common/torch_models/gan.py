@@ -1,7 +1,6 @@
 """GANs for 28x28 digits: the CS324 MLP generator/discriminator, a DCGAN-style conv pair, losses, training loop."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import inspect
 import json
@@ -313,8 +312,8 @@ def ema_generator(G: nn.Module, decay: float = 0.999) -> AveragedModel:
     After each G step, ``ema.update_parameters(G)`` does ``w_ema <- d w_ema + (1 - d) w`` with
     ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates: the warm-up lets a short run forget the
     random initialisation (the average spans roughly the last tenth of the steps until ``d`` reaches
-    ``decay``, after about 9000 steps for 0.999). ``ema.module`` is the averaged generator; its BatchNorm statistics are not
-    averaged, so call ``recalibrate_batchnorm(ema.module)`` before sampling from it.
+    ``decay``, after about 9000 steps for 0.999). ``ema.module`` is the averaged generator; its BatchNorm
+    statistics are not averaged, so call ``recalibrate_batchnorm(ema.module)`` before sampling from it.
     """
     if not 0 < decay < 1:
         raise ValueError(f"decay must lie in (0, 1), got {decay}")
@@ -459,12 +458,12 @@ def train_gan(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfi
                 _save_checkpoint(checkpoint_path, G, D, G_ema, opt_g, opt_d, data_gen, noise_gen, history, step + 1)
             _run_callback(callback, step + 1, evaluated(), history)
             begin = time.perf_counter() - history["time"]  # the callback's time is not training time
+    final = evaluated()  # recalibrated once for the last samples, the last callback and the return value
     if config.num_steps in sample_steps and config.num_steps not in history["samples"]:
-        history["samples"][config.num_steps] = generate(evaluated(), fixed_noise)
+        history["samples"][config.num_steps] = generate(final, fixed_noise)
     history["time"] = time.perf_counter() - begin
     if start_step < config.num_steps:
-        _run_callback(callback, config.num_steps, evaluated(), history)
-    final = evaluated()
+        _run_callback(callback, config.num_steps, final, history)
     if checkpoint_path is not None:
         _save_checkpoint(checkpoint_path, G, D, G_ema, opt_g, opt_d, data_gen, noise_gen, history, config.num_steps)
     return {**history, "G_ema": None if G_ema is None else final.eval()}
