@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from bench.tables import render_table
 from common import fast_layers, layers
 
 CONV_CASES = {
@@ -181,13 +182,7 @@ def format_table(title: str, times: dict, markdown: bool) -> str:
         row = [impl] + [f"{1e3 * times[impl, c]:.2f}" for c in cols]
         row += [f"{times[impl, c] / times[ref, c]:.2f}x" for c in cols]
         rows.append(row)
-    if markdown:
-        lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-    else:
-        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-        lines = [title] + ["  ".join(s.rjust(wd) for s, wd in zip(r, widths)) for r in [header] + rows]
-    return "\n".join(lines)
+    return render_table(header, rows, markdown, title)
 
 
 def main(argv=None) -> dict:

@@ -20,6 +20,7 @@ import platform
 
 import torch
 
+from bench.tables import render_table
 from common.config import get_device
 from common.data import load_mnist
 from common.gan_eval import get_mnist_classifier, score_samples
@@ -65,14 +66,10 @@ def main(argv=None) -> None:
     header = ["model", "lr", "train s"] + [f"IS raw/EMA @{s}" for s in steps]
     rows = [[r["model"], f"{r['lr']:g}", f"{r['time']:.0f}"] + [f"{raw:.2f} / {ema:.2f}" for _, (raw, ema) in r["curve"]]
             for r in results]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     print(f"\nInception Score of {args.num_score} samples (real test digits score ~9.8); load average {load:.2f}")
-    for row in [header] + rows:
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+    print(render_table(header, rows, markdown=False))
     if args.markdown:
-        print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print("\n" + render_table(header, rows, markdown=True))
 
 
 if __name__ == "__main__":
