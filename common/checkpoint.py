@@ -12,8 +12,8 @@ from torch import nn
 
 from common.config import REPO_ROOT
 
-__all__ = ["StaleCheckpointError", "checkpoint_key", "checkpoint_path", "save_checkpoint", "load_checkpoint",
-           "BestCheckpoint"]
+__all__ = ["StaleCheckpointError", "checkpoint_key", "checkpoint_path", "atomic_torch_save", "save_checkpoint",
+           "load_checkpoint", "BestCheckpoint"]
 
 #: Bumped when the checkpoint layout changes; part of every key.
 FORMAT_VERSION = 1
@@ -47,14 +47,23 @@ def checkpoint_path(name: str, key: str, root: str | Path | None = None) -> Path
     return root / f"{name}-{key}.pt"
 
 
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    """``torch.save(obj)`` to a temporary name beside ``path`` (unique to this process), then moved into place:
+    an interrupted save never leaves a truncated file, and parallel writers never mix. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, config=None, key: str | None = None, **extra) -> Path:
     """Write ``model``'s weights, its ``config`` (a dataclass, stored as a dict), ``key`` and ``extra``.
 
     The file is written to a temporary name and then moved into place, so an interrupted save never
     leaves a truncated checkpoint behind. Returns the path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT_VERSION,
         "key": key,
@@ -63,10 +72,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config=None, key: str | 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra,
     }
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module | None = None, key: str | None = None,

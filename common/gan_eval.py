@@ -1,18 +1,17 @@
 """Scoring generated digits with a small cached MNIST classifier: class histogram, Inception Score, Frechet distance."""
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from common.checkpoint import atomic_torch_save, checkpoint_key
 from common.config import REPO_ROOT, get_device
 
 __all__ = [
@@ -117,8 +116,7 @@ def train_classifier(X_train, y_train, X_test=None, y_test=None, config: Classif
 
 def _cache_key(config: ClassifierConfig) -> str:
     """Hash of the config and the source of the model and its training: any change retrains."""
-    source = inspect.getsource(MNISTClassifier) + inspect.getsource(train_classifier)
-    return hashlib.sha256((json.dumps(asdict(config), sort_keys=True) + source).encode()).hexdigest()[:12]
+    return checkpoint_key(config=config, source=inspect.getsource(MNISTClassifier) + inspect.getsource(train_classifier))
 
 
 def get_mnist_classifier(config: ClassifierConfig | None = None, data=None, cache_dir: str | Path | None = None,
@@ -144,11 +142,8 @@ def get_mnist_classifier(config: ClassifierConfig | None = None, data=None, cach
             data = load_mnist()
         model, info = train_classifier(data.X_train, data.y_train, data.X_test, data.y_test, config,
                                        device=device, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save({"model": model.state_dict(), "test_acc": info["test_acc"],
-                    "train_time": info["train_time"]}, tmp)
-        tmp.replace(path)
+        atomic_torch_save({"model": model.state_dict(), "test_acc": info["test_acc"],
+                           "train_time": info["train_time"]}, path)
         from_cache = False
     info.update(from_cache=from_cache, path=path)
     return model.to(device).eval(), info

@@ -1,9 +1,7 @@
 """GANs for 28x28 digits: the CS324 MLP generator/discriminator, a DCGAN-style conv pair, losses, training loop."""
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm.auto import tqdm
 
+from common.checkpoint import atomic_torch_save, checkpoint_key
 from common.config import get_device
 
 __all__ = [
@@ -480,24 +479,16 @@ def _run_callback(callback, step: int, G: nn.Module, history: dict) -> None:
 
 
 def _save_checkpoint(path, G, D, G_ema, opt_g, opt_d, data_gen, noise_gen, history, step) -> None:
-    """Write atomically: to a temporary name, then rename, so an interrupted save never leaves a bad file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": None if G_ema is None else G_ema.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(), "data_gen": data_gen.get_state(),
-                "noise_gen": noise_gen.get_state(), "history": history, "step": step}, tmp)
-    tmp.replace(path)
+    """Everything needed to resume, written atomically (an interrupted save never leaves a bad file)."""
+    atomic_torch_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": None if G_ema is None else G_ema.state_dict(),
+                       "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "data_gen": data_gen.get_state(),
+                       "noise_gen": noise_gen.get_state(), "history": history, "step": step}, path)
 
 
 def config_key(*configs, extra: str = "") -> str:
     """A short hash of dataclass configs, this module's source and ``extra``: a cache key that changes
     whenever the models, the training loop or the settings change."""
-    payload = json.dumps([type(c).__name__ for c in configs] + [asdict(c) for c in configs] + [extra],
-                         sort_keys=True, default=str)
-    source = inspect.getsource(inspect.getmodule(config_key))
-    return hashlib.sha256((payload + source).encode()).hexdigest()[:12]
+    return checkpoint_key(configs=list(configs), extra=extra, source=inspect.getsource(inspect.getmodule(config_key)))
 
 
 def train_gan_cached(G: nn.Module, D: nn.Module, X: torch.Tensor, config: GANTrainConfig,
