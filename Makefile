@@ -12,15 +12,18 @@ JUPYTER_ARGS ?=
 # Jupyter refuses to start as root (containers, CI machines) unless told it may.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: run test setup data unit notebooks build clean-venv help
+.PHONY: run test setup data lint unit notebooks build clean-venv help git-filter chromium test-browser
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    - set up everything (venv, torch $(TORCH_VERSION), project, Cython, data) and start Jupyter Lab"
 	@echo "make test   - the same set-up, then the unit tests and every notebook in quick mode (nbval)"
-	@echo "make unit | make notebooks | make data | make build   - the single steps"
+	@echo "make lint | make unit | make notebooks | make data | make build   - the single steps"
+	@echo "make test-browser [NOTEBOOKS=assignment1/Perceptron.ipynb]   - the notebooks in JupyterLab in headless Chromium"
 
-setup: $(VENV)/.installed data
+JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json $(VENV)/etc/jupyter/jupyter_server_config.py
+
+setup: $(VENV)/.installed $(JUPYTER_SETTINGS) git-filter data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +37,22 @@ $(VENV)/.torch-$(TORCH_VERSION): | $(PY)
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard common/*.pyx) $(VENV)/.torch-$(TORCH_VERSION)
 	$(PIP) install --disable-pip-version-check -q -e ".[dev]"
 	touch $@
+
+# The course's Jupyter settings, where every `jupyter lab` started from the venv reads them: no "get notified
+# about Jupyter news?" toast (JupyterLab's overrides.json), and notebooks saved with the metadata they are
+# committed with, so opening one does not rewrite it (the server's pre-save hook).
+$(VENV)/share/jupyter/lab/settings/overrides.json: jupyter-config/overrides.json $(VENV)/.installed
+	mkdir -p $(@D)
+	cp $< $@
+
+$(VENV)/etc/jupyter/jupyter_server_config.py: jupyter-config/jupyter_server_config.py $(VENV)/.installed
+	mkdir -p $(@D)
+	cp $< $@
+
+# Outputs and what Jupyter writes on save never reach a commit: nbstripout as a git filter (idempotent;
+# does nothing outside a git work tree).
+git-filter: $(VENV)/.installed
+	@$(PY) -m tools.notebook_filter install
 
 # Rebuild the extension after editing the .pyx (pip install -e . does this too).
 build: $(VENV)/.installed
@@ -59,8 +78,26 @@ notebooks: setup
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider \
 		-n $(WORKERS) --dist loadfile --durations=5 assignment1 assignment2 assignment3
 
-# Unit tests first (fast), then every notebook.
-test: unit notebooks
+# Lint and format check of the code (ruff, configured in pyproject.toml; notebooks for errors only).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Lint and unit tests first (fast), then every notebook.
+test: lint unit notebooks
+
+# Chromium from the system's package manager when there is none (Playwright drives it; no browser download).
+chromium:
+	@bash tools/install_chromium.sh
+
+# The notebooks as a student runs them: JupyterLab in headless Chromium, Run All, no error, stderr, dialog or
+# unrun cell. Quick mode; NOTEBOOK=assignment1/Perceptron.ipynb picks one, NOTEBOOKS="a.ipynb b.ipynb" some
+# (default: all), BROWSER_ARGS passes options (--full, --timeout S). Screenshots in .browser-test/screenshots/.
+NOTEBOOK ?=
+NOTEBOOKS ?= $(NOTEBOOK)
+BROWSER_ARGS ?=
+test-browser: setup chromium
+	$(PY) -m tools.browser_test $(BROWSER_ARGS) $(NOTEBOOKS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,5 @@
 """Build the Cython extension for the fast convolution layers (metadata lives in pyproject.toml)."""
+
 from pathlib import Path
 
 import numpy as np

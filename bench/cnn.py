@@ -4,7 +4,7 @@ Run from the repository root:
 
     python -m bench.cnn                      # the notebook's model (width 0.25), both input shapes, CPU time
     python -m bench.cnn --widths 0.25 0.5 1  # other widths
-    python -m bench.cnn --clock wall         # wall time with torch's default threads (a quiet machine)
+    python -m bench.cnn --clock wall         # wall time with the course's thread policy (a quiet machine)
     python -m bench.cnn --compile            # also try torch.compile (slow to compile on CPU)
     python -m bench.cnn --markdown           # also print the table as Markdown (for bench/RESULTS.md)
 
@@ -15,9 +15,10 @@ first), so it measures the model and not the data. A separate row measures the d
 Clocks: ``--clock cpu`` (the default) runs one torch thread and times the process's CPU time, which is
 its compute time even when other processes load the machine (wall-clock figures at a load average of 20
 on 2 cores are 10x too low, and idle OpenMP threads spin and burn CPU under contention). ``--clock wall``
-uses torch's default threads and wall time: what a student sees on a quiet machine. The load average is
-printed with the results.
+uses wall time and the threads of ``common.config.set_cpu_threads`` (``--threads`` to choose): what a
+student sees on a quiet machine. The load average is printed with the results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ import time
 import torch
 from torch import nn
 
-from common.data.augment import Augment, TensorBatches
-from common.torch_models.vgg import VGG, VGGConfig, count_parameters
+from common.config import set_cpu_threads
+from common.data.augment import Augment
+from common.data.torch_data import TensorBatches
+from common.torch_models.vgg import VGG, VGGConfig
+from common.training.params import count_parameters
 
 #: The notebook's model width (keep in sync with assignment2/CNN_CIFAR10.ipynb).
 NOTEBOOK_WIDTH = 0.25
@@ -51,10 +55,12 @@ def best_rate(fn, num_images: int, repeats: int) -> float:
     return num_images / best
 
 
-def bench_model(cfg: VGGConfig, channels_last: bool, compile_: bool, batch_size: int, eval_batch: int,
-                steps: int, repeats: int) -> dict:
-    torch.manual_seed(0)
-    model = VGG(cfg)
+def bench_model(
+    cfg: VGGConfig, channels_last: bool, compile_: bool, batch_size: int, eval_batch: int, steps: int, repeats: int
+) -> dict:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VGG(cfg)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     run = torch.compile(model) if compile_ else model
@@ -77,16 +83,20 @@ def bench_model(cfg: VGGConfig, channels_last: bool, compile_: bool, batch_size:
         for _ in range(max(1, steps // 2)):
             run(xe)
 
-    return {"params": count_parameters(model),
-            "train": best_rate(train_steps, steps * batch_size, repeats),
-            "infer": best_rate(infer_steps, max(1, steps // 2) * eval_batch, repeats)}
+    return {
+        "params": count_parameters(model),
+        "train": best_rate(train_steps, steps * batch_size, repeats),
+        "infer": best_rate(infer_steps, max(1, steps // 2) * eval_batch, repeats),
+    }
 
 
 def bench_pipeline(shape: tuple[int, int], batch_size: int, repeats: int, N: int = 10_000) -> float:
     """Images/s of shuffling + random crop + flip alone (no model)."""
     C, S = shape
     X, y = torch.randn(N, C, S, S), torch.randint(0, 10, (N,))
-    batches = TensorBatches(X, y, batch_size=batch_size, seed=0, transform=Augment(padding=2 if S == 28 else 4))
+    batches = TensorBatches(
+        X, y, batch_size=batch_size, shuffle=True, seed=0, transform=Augment(padding=2 if S == 28 else 4)
+    )
     return best_rate(lambda: [None for _ in batches], N, repeats)
 
 
@@ -94,10 +104,18 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=float, nargs="+", default=[NOTEBOOK_WIDTH])
     parser.add_argument("--datasets", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--clock", choices=list(CLOCK), default="cpu",
-                        help="cpu: one thread, process CPU time (robust to load); wall: wall time")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads with --clock wall (default: torch's choice)")
+    parser.add_argument(
+        "--clock",
+        choices=list(CLOCK),
+        default="cpu",
+        help="cpu: one thread, process CPU time (robust to load); wall: wall time",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads with --clock wall (default: the course's policy, set_cpu_threads)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--eval-batch", type=int, default=512)
     parser.add_argument("--steps", type=int, default=8)
@@ -107,19 +125,26 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     global clock
     clock = CLOCK[args.clock]
-    if args.clock == "cpu":
-        torch.set_num_threads(1)
-    elif args.threads:
-        torch.set_num_threads(args.threads)
+    set_cpu_threads(1 if args.clock == "cpu" else args.threads)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
-          f"{platform.processor() or platform.machine()}, "
-          f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+        f"{platform.processor() or platform.machine()}, "
+        f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     rows = []
     for name in args.datasets:
         C, S = SHAPES[name]
-        rows.append({"dataset": name, "width": "-", "variant": "data pipeline (shuffle+crop+flip)", "params": "-",
-                     "train": bench_pipeline((C, S), args.batch_size, args.repeats), "infer": float("nan")})
+        rows.append(
+            {
+                "dataset": name,
+                "width": "-",
+                "variant": "data pipeline (shuffle+crop+flip)",
+                "params": "-",
+                "train": bench_pipeline((C, S), args.batch_size, args.repeats),
+                "infer": float("nan"),
+            }
+        )
         for width in args.widths:
             cfg = VGGConfig(in_channels=C, image_size=S, width=width)
             variants = [("NCHW", False, False), ("channels_last", True, False)]
@@ -128,8 +153,11 @@ def main(argv=None) -> list[dict]:
             for label, cl, comp in variants:
                 r = bench_model(cfg, cl, comp, args.batch_size, args.eval_batch, args.steps, args.repeats)
                 rows.append({"dataset": name, "width": width, "variant": label, **r})
-                print(f"{name:<14} width {width:<5} {label:<24} params {r['params']:>10,}  "
-                      f"train {r['train']:8.0f} img/s  infer {r['infer']:8.0f} img/s", flush=True)
+                print(
+                    f"{name:<14} width {width:<5} {label:<24} params {r['params']:>10,}  "
+                    f"train {r['train']:8.0f} img/s  infer {r['infer']:8.0f} img/s",
+                    flush=True,
+                )
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for r in rows:
         if r["variant"].startswith("data"):

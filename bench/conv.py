@@ -13,6 +13,7 @@ layer it would take minutes); every other time is the minimum over at least ``--
 while under one second has been spent). All ratios in one
 report come from the same run, which is what makes them comparable on a loaded machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,8 +104,9 @@ def bench_conv(case: dict, repeats: int, rng: np.random.Generator) -> dict:
         name = "fast" if backend == backends[0] else "fast (numpy)"
         out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param, backend=backend)
         dout = rng.standard_normal(out.shape)
-        times[name, "fwd"] = best_time(lambda: fast_layers.conv_forward_fast(x, w, b, conv_param, backend=backend),
-                                       repeats)
+        times[name, "fwd"] = best_time(
+            lambda: fast_layers.conv_forward_fast(x, w, b, conv_param, backend=backend), repeats
+        )
         times[name, "bwd"] = best_time(lambda: fast_layers.conv_backward_fast(dout, cache), repeats)
         times[name, "f+b"] = times[name, "fwd"] + times[name, "bwd"]
     for dtype, label in ((torch.float64, "torch f64"), (torch.float32, "torch f32")):
@@ -122,8 +124,9 @@ def bench_conv(case: dict, repeats: int, rng: np.random.Generator) -> dict:
 
         out_t = forward()
         times[label, "fwd"] = best_time(forward_no_grad, repeats)
-        times[label, "bwd"] = best_time(lambda: torch.autograd.grad(out_t, (xt, wt, bt), dt, retain_graph=True),
-                                        repeats)
+        times[label, "bwd"] = best_time(
+            lambda: torch.autograd.grad(out_t, (xt, wt, bt), dt, retain_graph=True), repeats
+        )
         times[label, "f+b"] = times[label, "fwd"] + times[label, "bwd"]
     if case["naive"]:
         out, cache = layers.conv_forward_naive(x, w, b, conv_param)
@@ -150,7 +153,8 @@ def bench_pool(case: dict, repeats: int, rng: np.random.Generator) -> dict:
     with torch.no_grad():
         times["torch f64", "fwd"] = best_time(lambda: F.max_pool2d(xt, case["pool"], stride=case["stride"]), repeats)
     times["torch f64", "bwd"] = best_time(
-        lambda: torch.autograd.grad(out_t, xt, torch.tensor(dout), retain_graph=True), repeats)
+        lambda: torch.autograd.grad(out_t, xt, torch.tensor(dout), retain_graph=True), repeats
+    )
     out_n, cache_n = layers.max_pool_forward_naive(x, pool_param)
     times["naive", "fwd"] = once(lambda: layers.max_pool_forward_naive(x, pool_param))
     times["naive", "bwd"] = once(lambda: layers.max_pool_backward_naive(dout, cache_n))
@@ -167,9 +171,11 @@ def machine_summary(threads: int) -> str:
     except (OSError, StopIteration):
         pass
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"{cpu}, {os.cpu_count()} logical CPUs; load average (1/5/15 min) {load}; "
-            f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; "
-            f"threads: {threads}; Cython extension built: {fast_layers.HAVE_CYTHON}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs; load average (1/5/15 min) {load}; "
+        f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; "
+        f"threads: {threads}; Cython extension built: {fast_layers.HAVE_CYTHON}"
+    )
 
 
 def format_table(title: str, times: dict, markdown: bool) -> str:
@@ -191,9 +197,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
-                        help="cpu: the process's CPU time (not inflated by other jobs on a shared machine; "
-                             "meaningful with --threads 1); wall: elapsed time; auto: cpu if --threads 1")
+    parser.add_argument(
+        "--clock",
+        choices=("auto", "cpu", "wall"),
+        default="auto",
+        help="cpu: the process's CPU time (not inflated by other jobs on a shared machine; "
+        "meaningful with --threads 1); wall: elapsed time; auto: cpu if --threads 1",
+    )
     args = parser.parse_args(argv)
     global CLOCK
     use_cpu = args.clock == "cpu" or (args.clock == "auto" and args.threads == 1)
@@ -209,8 +219,14 @@ def main(argv=None) -> dict:
     with threadpool_limits(args.threads):
         for name, case in CONV_CASES.items():
             results[name] = bench_conv(case, args.repeats, rng)
-            print(format_table(f"conv {name}: x {case['x']}, w {case['w']}, stride {case['stride']}, "
-                               f"pad {case['pad']}", results[name], args.markdown), flush=True)
+            print(
+                format_table(
+                    f"conv {name}: x {case['x']}, w {case['w']}, stride {case['stride']}, pad {case['pad']}",
+                    results[name],
+                    args.markdown,
+                ),
+                flush=True,
+            )
             print()
         for name, case in POOL_CASES.items():
             results["pool " + name] = times = bench_pool(case, args.repeats, rng)

@@ -12,6 +12,7 @@ running average ("EMA") with the classifier-based Inception Score. All runs use 
 the columns are comparable. Train times are wall-clock seconds of training (scoring excluded) with torch's
 default threads; the load average is printed, since a busy machine stretches them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,23 +23,27 @@ import torch
 
 from bench.tables import render_table
 from common.config import get_device
-from common.data import load_mnist
-from common.gan_eval import get_mnist_classifier, score_samples
-from common.torch_models.gan import (DCGANConfig, GANConfig, GANTrainConfig, build_gan, generate, to_gan_range,
-                                     train_gan)
+from common.data.images import load_mnist
+from common.experiments.gan import GANTrainConfig, train_gan
+from common.experiments.gan_scoring import get_mnist_classifier, score_samples
+from common.torch_models.gan import DCGANConfig, GANConfig, build_gan, generate, to_gan_range
 
 MODELS = {"mlp": GANConfig(), "dcgan": DCGANConfig(channels=32)}
 
 
-def run(name: str, lr: float, steps: int, every: int, X: torch.Tensor, classifier, num_score: int) -> dict:
+def run(
+    name: str, lr: float, steps: int, every: int, X: torch.Tensor, classifier, num_score: int, device: torch.device
+) -> dict:
     G, D = build_gan(MODELS[name], seed=0)
     config = GANTrainConfig(num_steps=steps, lr_g=lr, lr_d=lr, checkpoint_every=every, seed=0)
 
     def score(g) -> float:
         return score_samples(classifier, generate(g, num=num_score, seed=1))["inception_score"]
 
-    history = train_gan(G, D, X, config, callback=lambda step, g_ema: (score(G), score(g_ema)), progress=True)
-    return {"model": name, "lr": lr, "time": history["time"], "curve": history["callback"]}
+    history = train_gan(
+        G, D, X, config, device=device, callback=lambda step, g_ema: (score(G), score(g_ema)), progress=True
+    )
+    return {"model": name, "lr": lr, "time": history["train_time"], "curve": history["callback"]}
 
 
 def main(argv=None) -> None:
@@ -57,15 +62,23 @@ def main(argv=None) -> None:
     mnist = load_mnist()
     X = to_gan_range(mnist.X_train)
     classifier, info = get_mnist_classifier(data=mnist, device=device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}; classifier test accuracy {info['test_acc']:.4f}")
-    results = [run(m, lr, args.steps, args.every, X, classifier, args.num_score) for m in args.models for lr in args.lrs]
+    print(
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}; classifier test accuracy {info['test_acc']:.4f}"
+    )
+    results = [
+        run(m, lr, args.steps, args.every, X, classifier, args.num_score, device)
+        for m in args.models
+        for lr in args.lrs
+    ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     steps = [step for step, _ in results[0]["curve"]]
     header = ["model", "lr", "train s"] + [f"IS raw/EMA @{s}" for s in steps]
-    rows = [[r["model"], f"{r['lr']:g}", f"{r['time']:.0f}"] + [f"{raw:.2f} / {ema:.2f}" for _, (raw, ema) in r["curve"]]
-            for r in results]
+    rows = [
+        [r["model"], f"{r['lr']:g}", f"{r['time']:.0f}"] + [f"{raw:.2f} / {ema:.2f}" for _, (raw, ema) in r["curve"]]
+        for r in results
+    ]
     print(f"\nInception Score of {args.num_score} samples (real test digits score ~9.8); load average {load:.2f}")
     print(render_table(header, rows, markdown=False))
     if args.markdown:

@@ -1,4 +1,5 @@
 """Printing benchmark tables: right-aligned plain text for the terminal, or Markdown for bench/RESULTS.md."""
+
 from __future__ import annotations
 
 
@@ -9,5 +10,7 @@ def render_table(header: list[str], rows: list[list[str]], markdown: bool, title
         lines += ["| " + " | ".join(r) + " |" for r in rows]
     else:
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-        lines = ([title] if title else []) + ["  ".join(s.rjust(wd) for s, wd in zip(r, widths)) for r in [header] + rows]
+        lines = ([title] if title else []) + [
+            "  ".join(s.rjust(wd) for s, wd in zip(r, widths)) for r in [header] + rows
+        ]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """CaptioningSolver: trains a CaptioningRNN on minibatches of (features, caption) pairs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from common import optim
 class CaptioningSolver:
     """Minibatch training of a captioning model with ``params`` and ``loss(features, captions)``.
 
-    ``data``: a captioning dict (``common.data.captions``): ``train_captions (N, T)``,
+    ``data``: a captioning dict (``common.experiments.captioning.load_captioning_data``): ``train_captions (N, T)``,
     ``train_image_idxs (N,)``, ``train_features (M, D)``, and the same for ``val_``.
 
     Keywords (anything else is a ``ValueError`` naming it): update_rule, optim_config, lr_decay (per
@@ -21,7 +22,9 @@ class CaptioningSolver:
         self.model = model
         for key in ("train_captions", "train_image_idxs", "train_features"):
             if key not in data:
-                raise ValueError(f"data is missing {key!r}; build it with common.data.captions")
+                raise ValueError(
+                    f"data is missing {key!r}; load it with common.experiments.captioning.load_captioning_data"
+                )
         self.data = data
         self.update_rule = kwargs.pop("update_rule", "sgd")
         self.optim_config = dict(kwargs.pop("optim_config", None) or {})
@@ -35,6 +38,7 @@ class CaptioningSolver:
         if kwargs:
             raise ValueError(f"CaptioningSolver got unrecognized keyword argument(s) {', '.join(map(repr, kwargs))}")
         self._update = optim.get_update_rule(self.update_rule)
+        optim.check_config(self.update_rule, self.optim_config)
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         self.rng = np.random.default_rng(self.seed)

@@ -5,13 +5,21 @@ also takes an optional ``backend``: ``'cython'`` (the compiled ``common.im2col_c
 pure-NumPy ``common.im2col``) or None (Cython when it is built, else NumPy with one warning saying how to
 build it). Both backends give the same numbers; only the speed differs.
 """
+
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 
-from common.im2col import col2im, im2col, output_size
+from common.im2col import col2im, im2col
+from common.layers import (
+    _check_conv,
+    _check_dout,
+    _check_pool,
+    _conv_out_shape,
+    _pool_out_shape,
+)
 
 try:
     from common.im2col_cython import col2im_cython, im2col_cython
@@ -21,9 +29,11 @@ except ImportError:  # not compiled yet: the NumPy path below gives the same res
 #: True when the Cython extension ``common.im2col_cython`` is built and importable.
 HAVE_CYTHON = im2col_cython is not None
 
-BUILD_HINT = ("the Cython extension common.im2col_cython is not built, so the fast layers use the "
-              "pure-NumPy im2col/col2im (same results, slower). Build it from the repository root with "
-              "`pip install -e .` or `make build` (= `python setup.py build_ext --inplace`).")
+BUILD_HINT = (
+    "the Cython extension common.im2col_cython is not built, so the fast layers use the "
+    "pure-NumPy im2col/col2im (same results, slower). Build it from the repository root with "
+    "`pip install -e .` or `make build` (= `python setup.py build_ext --inplace`)."
+)
 
 
 class CythonNotBuiltWarning(UserWarning):
@@ -73,23 +83,18 @@ def _float(a):
 def conv_forward_fast(x, w, b, conv_param, backend=None):
     """Convolution as one matrix multiply: ``out = w.reshape(F, -1) @ im2col(x) + b``.
 
-    Inputs: x (N, C, H, W); w (F, C, HH, WW); b (F,); conv_param {'stride', 'pad'}.
+    Inputs: x (N, C, H, W); w (F, C, HH, WW); b (F,); conv_param {'stride', 'pad'} (checked as in
+    ``conv_forward_naive``).
     Returns (out, cache): out (N, F, H', W') with ``H' = 1 + (H + 2*pad - HH) // stride`` (same for W'),
     a transposed view of the GEMM result (not C-contiguous, like CS231n's).
     """
-    x, w, b = _float(x), _float(w), _float(b)
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"x must be (N, C, H, W) and w (F, C, HH, WW), got x {x.shape} and w {w.shape}")
-    N, C, H, W = x.shape
-    F, Cw, HH, WW = w.shape
-    if Cw != C:
-        raise ValueError(f"w has {Cw} input channels (w.shape[1]) but x has C={C} (x.shape[1]); they must match")
-    if b.shape != (F,):
-        raise ValueError(f"b must have shape (F,) = ({F},), got {b.shape}")
-    stride, pad = conv_param["stride"], conv_param["pad"]
-    H_out = output_size(H, HH, stride, pad, "H")
-    W_out = output_size(W, WW, stride, pad, "W")
+    _check_conv(x, w, b, conv_param)
     backend = _backend(backend)
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    H_out = 1 + (H + 2 * pad - HH) // stride
+    W_out = 1 + (W + 2 * pad - WW) // stride
 
     x_cols = _im2col(x, HH, WW, pad, stride, backend)  # (C*HH*WW, N*H'*W')
     out = w.reshape(F, -1) @ x_cols  # (F, C*HH*WW) @ (C*HH*WW, N*H'*W') -> (F, N*H'*W')
@@ -105,37 +110,41 @@ def conv_backward_fast(dout, cache):
     """Backward pass of ``conv_forward_fast``: two GEMMs and one col2im.
 
     ``dw = dout_2d @ x_cols.T``, ``dx = col2im(w_2d.T @ dout_2d)``, ``db = sum over (N, H', W') of dout``.
-    Inputs: dout (N, F, H', W'). Returns (dx, dw, db) with the shapes of x, w, b.
+    Inputs: dout (N, F, H', W'). Returns (dx, dw, db) with the shapes of x, w, b; dx has the dtype of x
+    and dw that of w (as in ``conv_backward_naive``), whatever the dtype of dout.
     """
     x_shape, w, b, conv_param, x_cols, backend = cache
+    _check_dout(dout, _conv_out_shape(x_shape, w.shape, conv_param))
     F, C, HH, WW = w.shape
     stride, pad = conv_param["stride"], conv_param["pad"]
     db = dout.sum(axis=(0, 2, 3))
     dout_2d = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (N, F, H', W') -> (F, N*H'*W')
-    dw = (dout_2d @ x_cols.T).reshape(w.shape)  # (F, N*H'*W') @ (N*H'*W', C*HH*WW)
-    dx_cols = w.reshape(F, -1).T @ dout_2d  # (C*HH*WW, F) @ (F, N*H'*W')
+    dw = (dout_2d @ x_cols.T).reshape(w.shape).astype(w.dtype, copy=False)  # (F, N*H'*W') @ (N*H'*W', C*HH*WW)
+    dx_cols = (w.reshape(F, -1).T @ dout_2d).astype(x_cols.dtype, copy=False)  # (C*HH*WW, F) @ (F, N*H'*W')
     dx = _col2im(dx_cols, x_shape, HH, WW, pad, stride, backend)  # (N, C, H, W)
     return dx, dw, db
 
 
-# CS231n's names for the same functions
-conv_forward_im2col = conv_forward_fast
-conv_backward_im2col = conv_backward_fast
-
-
 # ---------------------------------------------------------------------------- max pooling
-def _pool_geometry(x, pool_param):
-    if np.ndim(x) != 4:
-        raise ValueError(f"x must have shape (N, C, H, W), got {np.shape(x)}")
-    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-    H_out = output_size(x.shape[2], ph, stride, 0, "H")
-    W_out = output_size(x.shape[3], pw, stride, 0, "W")
-    return ph, pw, stride, H_out, W_out
-
-
+# A NaN counts as the maximum of its window, as in np.max and np.argmax and so in the naive layers: the
+# output is NaN there and the window's gradient goes to its first NaN.
 def _tiles(x, ph, pw, stride):
     """True when the pooling windows tile the input exactly (no overlap, no gaps)."""
     return ph == pw == stride and x.shape[2] % ph == 0 and x.shape[3] % pw == 0
+
+
+def _first_max_masks(taps, out):
+    """For each tap (row-major order) of the windows whose maxima are ``out``: where it holds the window's
+    first maximum. ``taps`` yields arrays shaped like ``out``; a NaN maximum matches the first NaN."""
+    nan_out = np.isnan(out).any()
+    free = np.ones(out.shape, dtype=bool)  # windows whose maximum has not been found yet
+    for tap in taps:
+        is_max = tap == out
+        if nan_out:
+            is_max |= np.isnan(tap)  # only windows whose maximum is NaN hold a NaN
+        hit = free & is_max
+        free &= ~hit
+        yield hit
 
 
 def max_pool_forward_fast(x, pool_param, backend=None):
@@ -144,8 +153,8 @@ def max_pool_forward_fast(x, pool_param, backend=None):
     Inputs: x (N, C, H, W); pool_param {'pool_height', 'pool_width', 'stride'} (no padding).
     Returns (out, cache): out (N, C, H', W'), ``H' = 1 + (H - pool_height) // stride``.
     """
-    x = _float(x)
-    ph, pw, stride, _, _ = _pool_geometry(x, pool_param)
+    _check_pool(x, pool_param)
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     if _tiles(x, ph, pw, stride):
         return max_pool_forward_reshape(x, pool_param)
     return max_pool_forward_im2col(x, pool_param, backend=backend)
@@ -166,50 +175,49 @@ def max_pool_forward_reshape(x, pool_param):
     reshaped array: much faster than ``max(axis=(3, 5))``, whose reduction over two short strided axes
     is slow in NumPy. Raises ``ValueError`` unless pool_height == pool_width == stride divide H and W.
     """
+    _check_pool(x, pool_param)
     x = _float(x)
-    ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param)
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     if not _tiles(x, ph, pw, stride):
-        raise ValueError("max_pool_forward_reshape needs pool_height == pool_width == stride dividing H and W, "
-                         f"got pool_param {pool_param} for x of shape {x.shape}; use max_pool_forward_im2col")
+        raise ValueError(
+            "max_pool_forward_reshape needs pool_height == pool_width == stride dividing H and W, "
+            f"got pool_param {pool_param} for x of shape {x.shape}; use max_pool_forward_im2col"
+        )
     N, C, H, W = x.shape
-    x_r = x.reshape(N, C, H_out, ph, W_out, pw)  # a view: window (i, j) is x_r[:, :, i, :, j, :]
+    x_r = x.reshape(N, C, H // ph, ph, W // pw, pw)  # a view: window (i, j) is x_r[:, :, i, :, j, :]
     out = x_r[:, :, :, 0, :, 0].copy()  # (N, C, H', W')
     for i in range(ph):
         for j in range(pw):
-            np.maximum(out, x_r[:, :, :, i, :, j], out=out)
+            np.maximum(out, x_r[:, :, :, i, :, j], out=out)  # propagates NaN
     return out, ("reshape", x, out, pool_param)
 
 
 def max_pool_backward_reshape(dout, cache):
-    """Backward of ``max_pool_forward_reshape``: route dout to the first maximum of each window (like naive).
-
-    Taps are visited in row-major order; a tap receives the gradient where it equals the window's max
-    and no earlier tap did.
-    """
+    """Backward of ``max_pool_forward_reshape``: route dout to the first maximum of each window (like naive)."""
     _, x, out, pool_param = cache
+    _check_dout(dout, out.shape)
     N, C, H, W = x.shape
     ph, pw = pool_param["pool_height"], pool_param["pool_width"]
-    H_out, W_out = out.shape[2:]
-    x_r = x.reshape(N, C, H_out, ph, W_out, pw)
+    x_r = x.reshape(N, C, H // ph, ph, W // pw, pw)
     dx_r = np.zeros(x_r.shape, dtype=np.result_type(dout, x))  # (N, C, H', ph, W', pw)
-    free = np.ones(out.shape, dtype=bool)  # windows whose maximum has not been found yet
-    for i in range(ph):
-        for j in range(pw):
-            hit = free & (x_r[:, :, :, i, :, j] == out)
-            np.multiply(dout, hit, out=dx_r[:, :, :, i, :, j])
-            free &= ~hit
+    taps = [(i, j) for i in range(ph) for j in range(pw)]
+    hits = _first_max_masks((x_r[:, :, :, i, :, j] for i, j in taps), out)
+    for (i, j), hit in zip(taps, hits):
+        np.multiply(dout, hit, out=dx_r[:, :, :, i, :, j])
     return dx_r.reshape(N, C, H, W)
 
 
 def max_pool_forward_im2col(x, pool_param, backend=None):
     """Max pooling for any window/stride: im2col each channel separately and take the max of each column."""
+    _check_pool(x, pool_param)
     x = _float(x)
-    ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param)
     backend = _backend(backend)
     N, C, H, W = x.shape
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     x_cols = _im2col(x.reshape(N * C, 1, H, W), ph, pw, 0, stride, backend)  # (ph*pw, N*C*H'*W')
-    out_flat = x_cols.max(axis=0)  # columns are ordered (n, c, y, x), like the output
-    return out_flat.reshape(N, C, H_out, W_out), ("im2col", x.shape, x_cols, out_flat, pool_param, backend)
+    out_flat = x_cols.max(axis=0)  # columns are ordered (n, c, y, x), like the output; propagates NaN
+    out = out_flat.reshape(_pool_out_shape(x.shape, pool_param))
+    return out, ("im2col", x.shape, x_cols, out_flat, pool_param, backend)
 
 
 def max_pool_backward_im2col(dout, cache):
@@ -218,14 +226,13 @@ def max_pool_backward_im2col(dout, cache):
     (A loop over the ph*pw rows: ``argmax(axis=0)`` would be several times slower in NumPy.)
     """
     _, x_shape, x_cols, out_flat, pool_param, backend = cache
+    _check_dout(dout, _pool_out_shape(x_shape, pool_param))
     N, C, H, W = x_shape
     dout_flat = dout.reshape(-1)  # (N*C*H'*W',), the column order
     dx_cols = np.zeros(x_cols.shape, dtype=np.result_type(dout, x_cols))
-    free = np.ones(out_flat.shape, dtype=bool)  # columns whose maximum has not been found yet
-    for k in range(x_cols.shape[0]):
-        hit = free & (x_cols[k] == out_flat)
+    for k, hit in enumerate(_first_max_masks(x_cols, out_flat)):
         np.multiply(dout_flat, hit, out=dx_cols[k])
-        free &= ~hit
-    dx = _col2im(dx_cols, (N * C, 1, H, W), pool_param["pool_height"], pool_param["pool_width"], 0,
-                 pool_param["stride"], backend)
+    dx = _col2im(
+        dx_cols, (N * C, 1, H, W), pool_param["pool_height"], pool_param["pool_width"], 0, pool_param["stride"], backend
+    )
     return dx.reshape(N, C, H, W)

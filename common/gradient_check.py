@@ -1,4 +1,5 @@
 """Numerical gradients by centred differences, and the relative error used by every check in the course."""
+
 import numpy as np
 
 
@@ -16,6 +17,16 @@ def rel_error(x, y):
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
+def _check_x(x):
+    """x is a floating-point array: it is perturbed in place by +-h, which an integer array would truncate."""
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(
+            f"x must be a floating-point NumPy array (float64 for gradient checks), got "
+            f"{type(x).__name__} of dtype {getattr(x, 'dtype', None)}; convert it with "
+            f"x.astype(np.float64)"
+        )
+
+
 def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     """Gradient of a scalar function ``f(x)`` at ``x`` by centred differences.
 
@@ -23,6 +34,7 @@ def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     evaluation and restored afterwards. Returns an array shaped like ``x``.
     Use float64 arrays: in float32 the round-off of ``f`` swamps the difference.
     """
+    _check_x(x)
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
@@ -45,6 +57,7 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
 
     ``f`` maps an array to an array shaped like ``df``. Returns an array shaped like ``x``.
     """
+    _check_x(x)
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
@@ -66,6 +79,7 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5, rng=None, verb
     ``rng``: a ``np.random.Generator`` or seed for picking the entries (a fresh one when None).
     Returns the list of relative errors (and prints one line per entry when ``verbose``).
     """
+    _check_x(x)
     if np.shape(analytic_grad) != np.shape(x):
         raise ValueError(f"analytic_grad has shape {np.shape(analytic_grad)} but x has shape {np.shape(x)}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)

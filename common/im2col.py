@@ -10,7 +10,10 @@ so ``cols`` is ``(C * field_height * field_width, N * H_out * W_out)``: one row 
 column per output position. ``col2im`` is the adjoint: it scatters columns back and SUMS where windows
 overlap (that sum is exactly the backward pass of ``im2col``).
 """
+
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -19,21 +22,28 @@ from numpy.lib.stride_tricks import as_strided
 def output_size(size: int, field: int, stride: int, pad: int, name: str = "H") -> int:
     """Output length ``1 + (size + 2 * pad - field) // stride`` along one spatial dimension.
 
-    Raises ``ValueError`` (naming the dimension ``name``) when the window does not fit in the padded
-    input, when ``stride``/``pad``/``field`` are not positive/non-negative integers, or when the
-    geometry does not divide evenly (some input rows would silently be dropped).
+    Raises ``ValueError`` (naming the dimension ``name``) when ``stride``/``field`` are not integers >= 1
+    or ``pad`` not an integer >= 0 (a float such as 1.0 is refused too), when the window does not fit in
+    the padded input, or when the geometry does not divide evenly (some input rows would be dropped).
     """
     for arg, value, low in (("stride", stride, 1), ("pad", pad, 0), ("filter/pool size", field, 1)):
-        if int(value) != value or value < low:
-            raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            hint = f"; write {int(value)}, not {value!r}" if isinstance(value, float) and value.is_integer() else ""
+            raise ValueError(f"{arg} must be an int, got {value!r} of type {type(value).__name__}{hint}")
+        if value < low:
+            raise ValueError(f"{arg} must be an integer >= {low}, got {value}")
     padded = size + 2 * pad
     if field > padded:
-        raise ValueError(f"dimension {name}: window of size {field} does not fit in the input of size "
-                         f"{size} (padded to {padded}); use a smaller window or more padding")
+        raise ValueError(
+            f"dimension {name}: window of size {field} does not fit in the input of size "
+            f"{size} (padded to {padded}); use a smaller window or more padding"
+        )
     if (padded - field) % stride != 0:
-        raise ValueError(f"dimension {name}: {name} + 2*pad - window = {size} + 2*{pad} - {field} = "
-                         f"{padded - field} is not divisible by stride {stride}; change pad or stride "
-                         f"so that it divides evenly")
+        raise ValueError(
+            f"dimension {name}: {name} + 2*pad - window = {size} + 2*{pad} - {field} = "
+            f"{padded - field} is not divisible by stride {stride}; change pad or stride "
+            f"so that it divides evenly"
+        )
     return 1 + (padded - field) // stride
 
 
@@ -50,13 +60,18 @@ def im2col(x: np.ndarray, field_height: int, field_width: int, padding: int = 0,
     x_padded = np.ascontiguousarray(x_padded)
     sN, sC, sH, sW = x_padded.strides
     # a view (C, fh, fw, N, H_out, W_out) of the windows; nothing is copied until ascontiguousarray
-    windows = as_strided(x_padded, shape=(C, field_height, field_width, N, H_out, W_out),
-                         strides=(sC, sH, sW, sN, stride * sH, stride * sW), writeable=False)
+    windows = as_strided(
+        x_padded,
+        shape=(C, field_height, field_width, N, H_out, W_out),
+        strides=(sC, sH, sW, sN, stride * sH, stride * sW),
+        writeable=False,
+    )
     return np.ascontiguousarray(windows).reshape(C * field_height * field_width, N * H_out * W_out)
 
 
-def col2im(cols: np.ndarray, x_shape: tuple, field_height: int, field_width: int, padding: int = 0,
-           stride: int = 1) -> np.ndarray:
+def col2im(
+    cols: np.ndarray, x_shape: tuple, field_height: int, field_width: int, padding: int = 0, stride: int = 1
+) -> np.ndarray:
     """Adjoint of ``im2col``: add each column back into its window; overlapping windows sum.
 
     cols: ``(C * field_height * field_width, N * H_out * W_out)``; returns an array of shape ``x_shape``
@@ -73,19 +88,9 @@ def col2im(cols: np.ndarray, x_shape: tuple, field_height: int, field_width: int
     for i in range(field_height):
         for j in range(field_width):
             # (C, N, H_out, W_out) -> (N, C, H_out, W_out), added at the strided window positions
-            x_padded[:, :, i:i + stride * H_out:stride, j:j + stride * W_out:stride] += \
-                cols6[:, i, j].transpose(1, 0, 2, 3)
+            x_padded[:, :, i : i + stride * H_out : stride, j : j + stride * W_out : stride] += cols6[
+                :, i, j
+            ].transpose(1, 0, 2, 3)
     if padding == 0:
         return x_padded
     return x_padded[:, :, padding:-padding, padding:-padding]  # a view: no second pass over memory
-
-
-# CS231n's names, same layout as above, for code written against their im2col.py
-def im2col_indices(x, field_height, field_width, padding=1, stride=1):
-    """CS231n-compatible alias of ``im2col`` (same column layout as this module)."""
-    return im2col(x, field_height, field_width, padding, stride)
-
-
-def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
-    """CS231n-compatible alias of ``col2im`` (same column layout as this module)."""
-    return col2im(cols, x_shape, field_height, field_width, padding, stride)

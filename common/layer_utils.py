@@ -1,6 +1,11 @@
 """Sandwich layers: common forward/backward combinations (affine-relu, conv-relu-pool, ...)."""
 
-# ============================================================================ fully connected (issue 3)
+from common.fast_layers import (
+    conv_backward_fast,
+    conv_forward_fast,
+    max_pool_backward_fast,
+    max_pool_forward_fast,
+)
 from common.layers import (
     affine_backward,
     affine_forward,
@@ -12,9 +17,12 @@ from common.layers import (
     layernorm_forward,
     relu_backward,
     relu_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
 )
 
 
+# ============================================================================ fully connected
 def affine_relu_forward(x, w, b):
     """Affine then ReLU. x (N, d_1, ..., d_k), w (D, M), b (M,) -> out (N, M), cache."""
     a, fc_cache = affine_forward(x, w, b)
@@ -29,8 +37,7 @@ def affine_relu_backward(dout, cache):
     return affine_backward(da, fc_cache)
 
 
-def affine_norm_relu_forward(x, w, b, gamma, beta, norm_param, normalization="batchnorm",
-                             dropout_param=None):
+def affine_norm_relu_forward(x, w, b, gamma, beta, norm_param, normalization="batchnorm", dropout_param=None):
     """Affine, then batchnorm or layernorm (or none), then ReLU, then optional dropout.
 
     Inputs: x (N, d_1, ..., d_k), w (D, M), b (M,), gamma and beta (M,);
@@ -72,19 +79,7 @@ def affine_norm_relu_backward(dout, cache):
     return dx, dw, db, dgamma, dbeta
 
 
-# ============================================================================ convolutional (issue 4)
-from common.fast_layers import (  # noqa: E402
-    conv_backward_fast,
-    conv_forward_fast,
-    max_pool_backward_fast,
-    max_pool_forward_fast,
-)
-from common.layers import (  # noqa: E402  (relu_* are imported at the top of the module)
-    spatial_batchnorm_backward,
-    spatial_batchnorm_forward,
-)
-
-
+# ============================================================================ convolutional
 def conv_relu_forward(x, w, b, conv_param):
     """Convolution (fast layer) then ReLU. x (N, C, H, W), w (F, C, HH, WW), b (F,) -> out (N, F, H', W')."""
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)

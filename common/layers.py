@@ -1,16 +1,15 @@
-"""NumPy layers as forward/backward pairs: ``X_forward(...) -> (out, cache)``, ``X_backward(dout, cache) -> grads``."""
+"""NumPy layers as forward/backward pairs: ``X_forward(...) -> (out, cache)``, ``X_backward(dout, cache) -> grads``.
+
+Each family's argument checks live in one small ``_check_*`` helper, called on the first line of the layer,
+so the body below it is the computation. The helpers raise ``ValueError`` naming what is wrong.
+"""
+
 import numpy as np
 
-# ============================================================================ core layers (issue 3)
+from common.im2col import output_size
 
 
-def _check_ndim(name, arr, ndim, shape_doc):
-    """Raise a ValueError naming ``name`` when ``arr`` does not have ``ndim`` dimensions."""
-    if np.ndim(arr) != ndim:
-        raise ValueError(f"{name} must have shape {shape_doc}, got shape {np.shape(arr)}")
-
-
-# ---------------------------------------------------------------------------- affine and activations
+# ============================================================================ affine and activations
 def affine_forward(x, w, b):
     """Fully connected layer: ``out = x.reshape(N, D) @ w + b``.
 
@@ -20,18 +19,9 @@ def affine_forward(x, w, b):
     - b: (M,)
     Returns (out, cache): out (N, M); cache (x, w, b).
     """
-    if np.ndim(x) < 1:
-        raise ValueError("x must have shape (N, d_1, ..., d_k), got a scalar")
-    _check_ndim("w", w, 2, "(D, M)")
-    _check_ndim("b", b, 1, "(M,)")
+    _check_affine(x, w, b)
     N = x.shape[0]
-    D = int(np.prod(x.shape[1:]))
-    if w.shape[0] != D:
-        raise ValueError(f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D} features; "
-                         f"w must be (D, M) = ({D}, M)")
-    if b.shape[0] != w.shape[1]:
-        raise ValueError(f"b has shape {b.shape} but w has shape {w.shape}; b must be (M,) = ({w.shape[1]},)")
-    out = x.reshape(N, D) @ w + b  # (N, D) @ (D, M) -> (N, M)
+    out = x.reshape(N, -1) @ w + b  # (N, D) @ (D, M) -> (N, M)
     return out, (x, w, b)
 
 
@@ -51,7 +41,8 @@ def affine_backward(dout, cache):
 
 
 def relu_forward(x):
-    """ReLU: ``out = max(0, x)``, elementwise, any shape. Returns (out, cache=x)."""
+    """ReLU: ``out = max(0, x)``, elementwise, x of any shape (N, ...). Returns (out, cache=x)."""
+    _check_activation(x)
     return np.maximum(0, x), x
 
 
@@ -63,6 +54,7 @@ def relu_backward(dout, cache):
 
 def leaky_relu_forward(x, alpha=0.01):
     """Leaky ReLU: ``out = x if x > 0 else alpha * x``, elementwise. Returns (out, cache=(x, alpha))."""
+    _check_activation(x)
     return np.where(x > 0, x, alpha * x), (x, alpha)
 
 
@@ -74,6 +66,7 @@ def leaky_relu_backward(dout, cache):
 
 def sigmoid_forward(x):
     """Logistic sigmoid ``s = 1 / (1 + exp(-x))``, computed without overflow. Returns (out, cache=out)."""
+    _check_activation(x)
     # exp of a non-positive number only: for x >= 0 use 1/(1+e^-x), for x < 0 use e^x/(1+e^x)
     e = np.exp(-np.abs(x))
     out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.result_type(x, np.float32), copy=False)
@@ -88,6 +81,7 @@ def sigmoid_backward(dout, cache):
 
 def tanh_forward(x):
     """Hyperbolic tangent, elementwise. Returns (out, cache=out)."""
+    _check_activation(x)
     out = np.tanh(x)
     return out, out
 
@@ -98,18 +92,7 @@ def tanh_backward(dout, cache):
     return dout * (1 - t * t)
 
 
-# ---------------------------------------------------------------------------- losses
-def _check_scores_labels(x, y):
-    _check_ndim("x", x, 2, "(N, C) (class scores)")
-    _check_ndim("y", y, 1, "(N,) (integer labels)")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"y has {y.shape[0]} labels but x has scores for N={x.shape[0]} samples")
-    if not np.issubdtype(np.asarray(y).dtype, np.integer):
-        raise ValueError(f"y must hold integer class labels, got dtype {np.asarray(y).dtype}")
-    if y.size and (y.min() < 0 or y.max() >= x.shape[1]):
-        raise ValueError(f"y must hold labels in [0, C) = [0, {x.shape[1]}), got range [{y.min()}, {y.max()}]")
-
-
+# ============================================================================ losses
 def svm_loss(x, y):
     """Multiclass SVM (hinge) loss with margin 1, averaged over the N samples.
 
@@ -117,7 +100,7 @@ def svm_loss(x, y):
     Inputs: x (N, C) scores; y (N,) labels in [0, C).
     Returns (loss, dx): a float and dx (N, C).
     """
-    _check_scores_labels(x, y)
+    _check_loss(x, y)
     N = x.shape[0]
     rows = np.arange(N)
     correct = x[rows, y][:, None]  # (N, 1)
@@ -138,7 +121,7 @@ def softmax_loss(x, y):
     Inputs: x (N, C) scores; y (N,) labels in [0, C).
     Returns (loss, dx): a float and dx (N, C).
     """
-    _check_scores_labels(x, y)
+    _check_loss(x, y)
     N = x.shape[0]
     shifted = x - x.max(axis=1, keepdims=True)  # (N, C), every row's max is 0
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -149,7 +132,7 @@ def softmax_loss(x, y):
     return loss, dx
 
 
-# ---------------------------------------------------------------------------- normalisation
+# ============================================================================ normalisation
 def batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalisation over the batch axis.
 
@@ -161,39 +144,37 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     Inputs:
     - x: (N, D); gamma, beta: (D,)
     - bn_param: dict with 'mode' ('train' | 'test', required), 'eps' (1e-5), 'momentum' (0.9),
-      'running_mean', 'running_var' ((D,), created as zeros on the first call).
+      'running_mean', 'running_var' ((D,), created as zeros by the first train-mode call).
     Returns (out, cache): out (N, D); cache for the backward passes (None in test mode).
+
+    Test mode before any training step (no running averages in ``bn_param`` yet) normalises with mean 0
+    and variance 1, ``out = gamma * x / sqrt(1 + eps) + beta`` (the initial state of ``torch.nn.BatchNorm1d``),
+    and stores nothing: with variance 0 it would multiply x by ``1 / sqrt(eps)``, about 316.
     """
-    _check_ndim("x", x, 2, "(N, D)")
-    D = x.shape[1]
-    for name, arr in (("gamma", gamma), ("beta", beta)):
-        if np.shape(arr) != (D,):
-            raise ValueError(f"{name} must have shape (D,) = ({D},) for x of shape {x.shape}, got {np.shape(arr)}")
-    mode = bn_param.get("mode")
+    _check_bn(x, gamma, beta, bn_param)
+    mode = bn_param["mode"]
     eps = bn_param.get("eps", 1e-5)
     momentum = bn_param.get("momentum", 0.9)
-    running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
-    running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))
+    D = x.shape[1]
 
     if mode == "train":
         mu = x.mean(axis=0)  # (D,)
         xc = x - mu  # (N, D)
-        var = (xc ** 2).mean(axis=0)  # (D,), biased like np.var
+        var = (xc**2).mean(axis=0)  # (D,), biased like np.var
         std = np.sqrt(var + eps)
         inv_std = 1.0 / std
         xhat = xc * inv_std
         out = gamma * xhat + beta
-        running_mean = momentum * running_mean + (1 - momentum) * mu
-        running_var = momentum * running_var + (1 - momentum) * var
         cache = (xhat, xc, inv_std, std, gamma, eps)
-    elif mode == "test":
+        running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
+        running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))
+        bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mu
+        bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
+    else:
+        running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
+        running_var = bn_param.get("running_var", np.ones(D, dtype=x.dtype))  # no training step yet
         out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
         cache = None
-    else:
-        raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
-
-    bn_param["running_mean"] = running_mean
-    bn_param["running_var"] = running_var
     return out, cache
 
 
@@ -205,8 +186,7 @@ def batchnorm_backward(dout, cache):
     Inputs: dout (N, D); cache from ``batchnorm_forward`` in train mode.
     Returns (dx, dgamma, dbeta), shapes (N, D), (D,), (D,).
     """
-    if cache is None:
-        raise ValueError("cache is None: batchnorm_backward needs the cache of a 'train' mode forward pass")
+    _check_bn_backward(cache)
     xhat, xc, inv_std, std, gamma, eps = cache
     N = dout.shape[0]
     dbeta = dout.sum(axis=0)
@@ -215,7 +195,7 @@ def batchnorm_backward(dout, cache):
     # xhat = xc * inv_std: two paths, into xc and into inv_std
     dxc = dxhat * inv_std
     dinv_std = (dxhat * xc).sum(axis=0)  # (D,)
-    dstd = -dinv_std / std ** 2  # inv = 1 / std
+    dstd = -dinv_std / std**2  # inv = 1 / std
     dvar = dstd * 0.5 / std  # std = sqrt(var + eps)
     dxc += dvar * 2.0 * xc / N  # var = mean_n xc**2
     dmu = -dxc.sum(axis=0)  # xc = x - mu
@@ -229,8 +209,7 @@ def batchnorm_backward_alt(dout, cache):
     ``dx = (gamma / sigma) / N * (N * dout - sum_n dout - xhat * sum_n (dout * xhat))``,
     with ``sigma = sqrt(var + eps)``. Same inputs and returns as ``batchnorm_backward``.
     """
-    if cache is None:
-        raise ValueError("cache is None: batchnorm_backward_alt needs the cache of a 'train' mode forward pass")
+    _check_bn_backward(cache)
     xhat, _, inv_std, _, gamma, _ = cache
     N = dout.shape[0]
     dbeta = dout.sum(axis=0)
@@ -246,15 +225,11 @@ def layernorm_forward(x, gamma, beta, ln_param):
     Inputs: x (N, D); gamma, beta (D,); ln_param dict with optional 'eps' (1e-5).
     Returns (out, cache): out (N, D).
     """
-    _check_ndim("x", x, 2, "(N, D)")
-    D = x.shape[1]
-    for name, arr in (("gamma", gamma), ("beta", beta)):
-        if np.shape(arr) != (D,):
-            raise ValueError(f"{name} must have shape (D,) = ({D},) for x of shape {x.shape}, got {np.shape(arr)}")
+    _check_norm(x, gamma, beta)
     eps = ln_param.get("eps", 1e-5)
     mu = x.mean(axis=1, keepdims=True)  # (N, 1)
     xc = x - mu
-    var = (xc ** 2).mean(axis=1, keepdims=True)  # (N, 1)
+    var = (xc**2).mean(axis=1, keepdims=True)  # (N, 1)
     inv_std = 1.0 / np.sqrt(var + eps)
     xhat = xc * inv_std
     out = gamma * xhat + beta
@@ -272,39 +247,36 @@ def layernorm_backward(dout, cache):
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
     dxhat = dout * gamma  # (N, D)
-    dx = (inv_std / D) * (D * dxhat - dxhat.sum(axis=1, keepdims=True)
-                          - xhat * (dxhat * xhat).sum(axis=1, keepdims=True))
+    dx = (inv_std / D) * (
+        D * dxhat - dxhat.sum(axis=1, keepdims=True) - xhat * (dxhat * xhat).sum(axis=1, keepdims=True)
+    )
     return dx, dgamma, dbeta
 
 
-# ---------------------------------------------------------------------------- dropout
+# ============================================================================ dropout
 def dropout_forward(x, dropout_param):
     """Inverted dropout: keep each unit with probability ``p`` and scale by ``1/p`` at train time.
 
     ``mask = (rand(x.shape) < p) / p``; train: ``out = x * mask``; test: ``out = x``.
     Inputs:
-    - x: any shape
+    - x: (N, ...), any shape
     - dropout_param: 'p' (KEEP probability, 0 < p <= 1, required), 'mode' ('train' | 'test', required),
       optional 'seed' (a fresh local generator seeded with it on every call, so the mask is the same on
       every call: what gradient checks need) or 'rng' (a ``np.random.Generator`` to draw from, taking
       precedence). Without either, a fresh unseeded generator. NumPy's global RNG is never used.
     Returns (out, cache): out like x; cache (dropout_param, mask), mask None in test mode.
     """
-    p = dropout_param.get("p")
-    mode = dropout_param.get("mode")
-    if p is None or not 0 < p <= 1:
-        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}")
+    _check_dropout(x, dropout_param)
+    p, mode = dropout_param["p"], dropout_param["mode"]
     if mode == "train":
         rng = dropout_param.get("rng")
         if rng is None:
             rng = np.random.default_rng(dropout_param.get("seed"))
         mask = ((rng.random(x.shape) < p) / p).astype(x.dtype, copy=False)
         out = x * mask
-    elif mode == "test":
+    else:
         mask = None
         out = x
-    else:
-        raise ValueError(f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
     return out, (dropout_param, mask)
 
 
@@ -314,23 +286,7 @@ def dropout_backward(dout, cache):
     return dout if mask is None else dout * mask
 
 
-# ============================================================================ convolutional layers (issue 4)
-# conv/pool (naive), spatial batchnorm, spatial groupnorm. Everything below this line belongs to issue 4.
-from common.im2col import output_size  # noqa: E402  (the shared geometry check: output size or a ValueError)
-
-
-def _check_conv_shapes(x, w, b):
-    """Validate x (N, C, H, W), w (F, C, HH, WW), b (F,) with clear errors."""
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    _check_ndim("w", w, 4, "(F, C, HH, WW)")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"w has {w.shape[1]} input channels (w.shape[1]) but x has C={x.shape[1]} "
-                         f"(x.shape[1]); they must match")
-    if np.shape(b) != (w.shape[0],):
-        raise ValueError(f"b must have shape (F,) = ({w.shape[0]},), got {np.shape(b)}")
-
-
-# ---------------------------------------------------------------------------- convolution and pooling
+# ============================================================================ convolution and pooling
 def conv_forward_naive(x, w, b, conv_param):
     """Convolution (cross-correlation, as in every DL library), one output value at a time.
 
@@ -344,19 +300,19 @@ def conv_forward_naive(x, w, b, conv_param):
     ``W' = 1 + (W + 2*pad - WW) // stride``; cache (x, w, b, conv_param).
     Raises ValueError when the geometry does not divide evenly (the message names H or W).
     """
-    _check_conv_shapes(x, w, b)
+    _check_conv(x, w, b, conv_param)
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     stride, pad = conv_param["stride"], conv_param["pad"]
-    H_out = output_size(H, HH, stride, pad, "H")
-    W_out = output_size(W, WW, stride, pad, "W")
+    H_out = 1 + (H + 2 * pad - HH) // stride
+    W_out = 1 + (W + 2 * pad - WW) // stride
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))  # (N, C, H + 2*pad, W + 2*pad)
     out = np.zeros((N, F, H_out, W_out), dtype=np.result_type(x, w, b))
     for n in range(N):
         for f in range(F):
             for i in range(H_out):
                 for j in range(W_out):
-                    window = x_pad[n, :, i * stride:i * stride + HH, j * stride:j * stride + WW]  # (C, HH, WW)
+                    window = x_pad[n, :, i * stride : i * stride + HH, j * stride : j * stride + WW]  # (C, HH, WW)
                     out[n, f, i, j] = np.sum(window * w[f]) + b[f]
     return out, (x, w, b, conv_param)
 
@@ -367,76 +323,75 @@ def conv_backward_naive(dout, cache):
     ``dw[f] += dout[n, f, i, j] * window``, ``dx_pad[window] += dout[n, f, i, j] * w[f]``,
     ``db[f] = sum_{n, i, j} dout[n, f, i, j]``.
     Inputs: dout (N, F, H', W'); cache (x, w, b, conv_param).
-    Returns (dx, dw, db): (N, C, H, W), (F, C, HH, WW), (F,).
+    Returns (dx, dw, db): (N, C, H, W), (F, C, HH, WW), (F,); dx has the dtype of x, dw that of w.
     """
+    _check_conv_backward(dout, cache)
     x, w, b, conv_param = cache
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     _, _, H_out, W_out = dout.shape
     stride, pad = conv_param["stride"], conv_param["pad"]
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    dx_pad = np.zeros_like(x_pad, dtype=np.result_type(dout, x_pad))
-    dw = np.zeros_like(w, dtype=np.result_type(dout, w))
+    dx_pad = np.zeros_like(x_pad)
+    dw = np.zeros_like(w)
     db = dout.sum(axis=(0, 2, 3))
     for n in range(N):
         for f in range(F):
             for i in range(H_out):
                 for j in range(W_out):
                     hs, ws = i * stride, j * stride
-                    dw[f] += dout[n, f, i, j] * x_pad[n, :, hs:hs + HH, ws:ws + WW]
-                    dx_pad[n, :, hs:hs + HH, ws:ws + WW] += dout[n, f, i, j] * w[f]
-    dx = dx_pad[:, :, pad:pad + H, pad:pad + W]  # drop the padding: (N, C, H, W)
+                    dw[f] += dout[n, f, i, j] * x_pad[n, :, hs : hs + HH, ws : ws + WW]
+                    dx_pad[n, :, hs : hs + HH, ws : ws + WW] += dout[n, f, i, j] * w[f]
+    dx = dx_pad[:, :, pad : pad + H, pad : pad + W]  # drop the padding: (N, C, H, W)
     return dx, dw, db
-
-
-def _pool_params(x, pool_param):
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-    H_out = output_size(x.shape[2], ph, stride, 0, "H")
-    W_out = output_size(x.shape[3], pw, stride, 0, "W")
-    return ph, pw, stride, H_out, W_out
 
 
 def max_pool_forward_naive(x, pool_param):
     """Max pooling, one window at a time: ``out[n, c, i, j] = max of x[n, c, window(i, j)]``.
 
+    A NaN in a window counts as its maximum (as ``np.max`` does): the output is NaN there.
     Inputs: x (N, C, H, W); pool_param {'pool_height', 'pool_width', 'stride'} (no padding).
     Returns (out, cache): out (N, C, H', W') with ``H' = 1 + (H - pool_height) // stride``,
     ``W' = 1 + (W - pool_width) // stride``; cache (x, pool_param).
     Raises ValueError when the window does not fit or the geometry does not divide evenly.
     """
-    ph, pw, stride, H_out, W_out = _pool_params(x, pool_param)
-    N, C = x.shape[:2]
+    _check_pool(x, pool_param)
+    N, C, H, W = x.shape
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    H_out = 1 + (H - ph) // stride
+    W_out = 1 + (W - pw) // stride
     out = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
             for i in range(H_out):
                 for j in range(W_out):
-                    out[n, c, i, j] = x[n, c, i * stride:i * stride + ph, j * stride:j * stride + pw].max()
+                    out[n, c, i, j] = x[n, c, i * stride : i * stride + ph, j * stride : j * stride + pw].max()
     return out, (x, pool_param)
 
 
 def max_pool_backward_naive(dout, cache):
     """Backward pass of max pooling: each window's gradient goes to the position of its maximum.
 
-    Ties go to the first maximum in row-major order (as ``np.argmax`` and PyTorch do).
+    Ties go to the first maximum in row-major order (as ``np.argmax`` and PyTorch do); a NaN counts as
+    the maximum, so a window holding NaNs sends its gradient to its first NaN (as ``np.argmax`` does).
     Inputs: dout (N, C, H', W'); cache (x, pool_param). Returns dx (N, C, H, W).
     """
+    _check_pool_backward(dout, cache)
     x, pool_param = cache
-    ph, pw, stride, H_out, W_out = _pool_params(x, pool_param)
-    N, C = x.shape[:2]
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    N, C, H_out, W_out = dout.shape
     dx = np.zeros_like(x, dtype=np.result_type(dout, x))
     for n in range(N):
         for c in range(C):
             for i in range(H_out):
                 for j in range(W_out):
-                    window = x[n, c, i * stride:i * stride + ph, j * stride:j * stride + pw]
+                    window = x[n, c, i * stride : i * stride + ph, j * stride : j * stride + pw]
                     k, m = np.unravel_index(np.argmax(window), window.shape)
                     dx[n, c, i * stride + k, j * stride + m] += dout[n, c, i, j]  # += : windows may overlap
     return dx
 
 
-# ---------------------------------------------------------------------------- spatial normalisation
+# ============================================================================ spatial normalisation
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """Batchnorm for conv feature maps: one mean/variance per channel over (N, H, W).
 
@@ -444,11 +399,8 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     Inputs: x (N, C, H, W); gamma, beta (C,); bn_param as in ``batchnorm_forward``.
     Returns (out, cache): out (N, C, H, W).
     """
-    _check_ndim("x", x, 4, "(N, C, H, W)")
+    _check_spatial_bn(x, gamma, beta)
     N, C, H, W = x.shape
-    for name, arr in (("gamma", gamma), ("beta", beta)):
-        if np.shape(arr) != (C,):
-            raise ValueError(f"{name} must have shape (C,) = ({C},) for x of shape {x.shape}, got {np.shape(arr)}")
     x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (N, C, H, W) -> (N*H*W, C)
     out_flat, cache = batchnorm_forward(x_flat, gamma, beta, bn_param)
     out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)  # back to (N, C, H, W)
@@ -476,18 +428,13 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     gn_param: dict with optional 'eps' (1e-5).
     Returns (out, cache): out (N, C, H, W).
     """
-    _check_ndim("x", x, 4, "(N, C, H, W)")
+    _check_gn(x, gamma, beta, G)
     N, C, H, W = x.shape
-    if int(G) != G or G < 1 or C % G != 0:
-        raise ValueError(f"G (number of groups) must be a positive integer dividing C={C}, got {G!r}")
-    for name, arr in (("gamma", gamma), ("beta", beta)):
-        if np.shape(arr) != (1, C, 1, 1):
-            raise ValueError(f"{name} must have shape (1, C, 1, 1) = (1, {C}, 1, 1), got {np.shape(arr)}")
     eps = gn_param.get("eps", 1e-5)
     xg = x.reshape(N, G, -1)  # (N, G, C//G * H * W): one row per (sample, group)
     mu = xg.mean(axis=2, keepdims=True)
     xc = xg - mu
-    var = (xc ** 2).mean(axis=2, keepdims=True)  # (N, G, 1)
+    var = (xc**2).mean(axis=2, keepdims=True)  # (N, G, 1)
     inv_std = 1.0 / np.sqrt(var + eps)
     xhat = (xc * inv_std).reshape(N, C, H, W)
     out = gamma * xhat + beta
@@ -508,6 +455,196 @@ def spatial_groupnorm_backward(dout, cache):
     dxhat = (dout * gamma).reshape(N, G, -1)  # (N, G, M)
     xhat_g = xhat.reshape(N, G, -1)
     M = xhat_g.shape[2]
-    dx = (inv_std / M) * (M * dxhat - dxhat.sum(axis=2, keepdims=True)
-                          - xhat_g * (dxhat * xhat_g).sum(axis=2, keepdims=True))
+    dx = (inv_std / M) * (
+        M * dxhat - dxhat.sum(axis=2, keepdims=True) - xhat_g * (dxhat * xhat_g).sum(axis=2, keepdims=True)
+    )
     return dx.reshape(N, C, H, W), dgamma, dbeta
+
+
+# ============================================================================ argument checks
+# Given code, outside what a student writes: each layer calls its family's check on its first line.
+def _check_x(x, ndim, shape_doc):
+    """x is an ndarray with ``ndim`` dimensions (None: at least one) and no empty dimension."""
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"x must be a NumPy array of shape {shape_doc}, got a {type(x).__name__}")
+    if (ndim is None and x.ndim < 1) or (ndim is not None and x.ndim != ndim):
+        raise ValueError(f"x must have shape {shape_doc}, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(
+            f"x has no samples (N=0, shape {x.shape}): pass a batch with at least one sample "
+            f"(is the data split or the minibatch slice empty?)"
+        )
+    if x.size == 0:
+        raise ValueError(f"x has shape {x.shape} {shape_doc}: every dimension must be at least 1")
+
+
+def _check_ndim(name, arr, ndim, shape_doc):
+    """Raise a ValueError naming ``name`` when ``arr`` does not have ``ndim`` dimensions."""
+    if np.ndim(arr) != ndim:
+        raise ValueError(f"{name} must have shape {shape_doc}, got shape {np.shape(arr)}")
+
+
+def _check_shape(name, arr, shape, shape_doc, x_shape):
+    if np.shape(arr) != shape:
+        raise ValueError(f"{name} must have shape {shape_doc} = {shape} for x of shape {x_shape}, got {np.shape(arr)}")
+
+
+def _check_mode(param_name, param):
+    if not isinstance(param, dict):
+        raise ValueError(f"{param_name} must be a dict with 'mode' ('train' | 'test'), got {type(param).__name__}")
+    if param.get("mode") not in ("train", "test"):
+        raise ValueError(f"{param_name}['mode'] must be 'train' or 'test', got {param.get('mode')!r}")
+
+
+def _check_keys(param_name, param, keys):
+    """``param`` is a dict holding every key in ``keys`` (their values are checked by ``output_size``)."""
+    if not isinstance(param, dict):
+        raise ValueError(
+            f"{param_name} must be a dict with keys {', '.join(map(repr, keys))}, got {type(param).__name__}"
+        )
+    missing = [k for k in keys if k not in param]
+    if missing:
+        raise ValueError(
+            f"{param_name} is missing {', '.join(map(repr, missing))}; it needs "
+            f"{', '.join(map(repr, keys))} (integers), got {param!r}"
+        )
+
+
+def _check_dout(dout, out_shape):
+    """dout is the upstream gradient of an output of shape ``out_shape``, so it has that shape."""
+    if np.shape(dout) != tuple(out_shape):
+        raise ValueError(
+            f"dout has shape {np.shape(dout)} but the forward pass returned an output of shape "
+            f"{tuple(out_shape)}; dout is the gradient of that output and must have its shape "
+            f"(same order of axes)"
+        )
+
+
+def _check_affine(x, w, b):
+    _check_x(x, None, "(N, d_1, ..., d_k)")
+    _check_ndim("w", w, 2, "(D, M)")
+    _check_ndim("b", b, 1, "(M,)")
+    D = int(np.prod(x.shape[1:]))
+    if w.shape[0] != D:
+        raise ValueError(
+            f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D} features; w must be (D, M) = ({D}, M)"
+        )
+    if b.shape[0] != w.shape[1]:
+        raise ValueError(f"b has shape {b.shape} but w has shape {w.shape}; b must be (M,) = ({w.shape[1]},)")
+
+
+def _check_activation(x):
+    _check_x(x, None, "(N, ...)")
+
+
+def _check_loss(x, y):
+    _check_x(x, 2, "(N, C) (class scores)")
+    _check_ndim("y", y, 1, "(N,) (integer labels)")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} labels but x has scores for N={x.shape[0]} samples")
+    if not np.issubdtype(np.asarray(y).dtype, np.integer):
+        raise ValueError(f"y must hold integer class labels, got dtype {np.asarray(y).dtype}")
+    if y.min() < 0 or y.max() >= x.shape[1]:
+        raise ValueError(f"y must hold labels in [0, C) = [0, {x.shape[1]}), got range [{y.min()}, {y.max()}]")
+
+
+def _check_norm(x, gamma, beta):
+    """x (N, D) with N, D >= 1; gamma and beta (D,)."""
+    _check_x(x, 2, "(N, D)")
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        _check_shape(name, arr, (x.shape[1],), "(D,)", x.shape)
+
+
+def _check_bn(x, gamma, beta, bn_param):
+    _check_norm(x, gamma, beta)
+    _check_mode("bn_param", bn_param)
+    for name in ("running_mean", "running_var"):
+        if name in bn_param:
+            _check_shape(f"bn_param[{name!r}]", bn_param[name], (x.shape[1],), "(D,)", x.shape)
+
+
+def _check_bn_backward(cache):
+    if cache is None:
+        raise ValueError(
+            "cache is None: the batchnorm backward passes need the cache of a forward pass "
+            "in bn_param['mode'] = 'train' (test mode has nothing to differentiate)"
+        )
+
+
+def _check_dropout(x, dropout_param):
+    _check_x(x, None, "(N, ...)")
+    _check_mode("dropout_param", dropout_param)
+    p = dropout_param.get("p")
+    if p is None or not 0 < p <= 1:
+        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}")
+
+
+def _check_conv(x, w, b, conv_param):
+    """x (N, C, H, W), w (F, C, HH, WW), b (F,), all floating point; conv_param {'stride', 'pad'} integers
+    with a geometry that divides evenly."""
+    _check_x(x, 4, "(N, C, H, W)")
+    _check_ndim("w", w, 4, "(F, C, HH, WW)")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"w has {w.shape[1]} input channels (w.shape[1]) but x has C={x.shape[1]} (x.shape[1]); they must match"
+        )
+    if np.shape(b) != (w.shape[0],):
+        raise ValueError(f"b must have shape (F,) = ({w.shape[0]},), got {np.shape(b)}")
+    for name, arr in (("x", x), ("w", w), ("b", b)):
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(
+                f"{name} must hold floating-point numbers, got dtype {arr.dtype}; convert it with .astype(np.float64)"
+            )
+    _check_keys("conv_param", conv_param, ("stride", "pad"))
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    output_size(x.shape[2], w.shape[2], stride, pad, "H")
+    output_size(x.shape[3], w.shape[3], stride, pad, "W")
+
+
+def _conv_out_shape(x_shape, w_shape, conv_param):
+    """(N, F, H', W') of a convolution whose arguments passed ``_check_conv``."""
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    return (
+        x_shape[0],
+        w_shape[0],
+        output_size(x_shape[2], w_shape[2], stride, pad, "H"),
+        output_size(x_shape[3], w_shape[3], stride, pad, "W"),
+    )
+
+
+def _check_conv_backward(dout, cache):
+    x, w, _, conv_param = cache
+    _check_dout(dout, _conv_out_shape(x.shape, w.shape, conv_param))
+
+
+def _check_pool(x, pool_param):
+    """x (N, C, H, W); pool_param {'pool_height', 'pool_width', 'stride'} integers whose windows tile x evenly."""
+    _check_x(x, 4, "(N, C, H, W)")
+    _check_keys("pool_param", pool_param, ("pool_height", "pool_width", "stride"))
+    _pool_out_shape(x.shape, pool_param)
+
+
+def _pool_out_shape(x_shape, pool_param):
+    """(N, C, H', W') of a max pool (a ValueError naming H or W when the geometry does not divide evenly)."""
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    return (*x_shape[:2], output_size(x_shape[2], ph, stride, 0, "H"), output_size(x_shape[3], pw, stride, 0, "W"))
+
+
+def _check_pool_backward(dout, cache):
+    x, pool_param = cache
+    _check_dout(dout, _pool_out_shape(x.shape, pool_param))
+
+
+def _check_spatial_bn(x, gamma, beta):
+    _check_x(x, 4, "(N, C, H, W)")
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        _check_shape(name, arr, (x.shape[1],), "(C,)", x.shape)
+
+
+def _check_gn(x, gamma, beta, G):
+    _check_x(x, 4, "(N, C, H, W)")
+    C = x.shape[1]
+    if isinstance(G, bool) or not isinstance(G, (int, np.integer)) or G < 1 or C % G != 0:
+        raise ValueError(f"G (number of groups) must be a positive integer dividing C={C}, got {G!r}")
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        _check_shape(name, arr, (1, C, 1, 1), "(1, C, 1, 1)", x.shape)

@@ -3,6 +3,7 @@
 ``config`` holds the hyperparameters and the per-parameter state (velocity, moments); defaults are
 filled in with ``config.setdefault``, so the same dict is passed back in at the next step.
 """
+
 import numpy as np
 
 
@@ -45,7 +46,7 @@ def rmsprop(w, dw, config=None):
     config.setdefault("decay_rate", 0.99)
     config.setdefault("epsilon", 1e-8)
     config.setdefault("cache", np.zeros_like(w))
-    cache = config["decay_rate"] * config["cache"] + (1 - config["decay_rate"]) * dw ** 2
+    cache = config["decay_rate"] * config["cache"] + (1 - config["decay_rate"]) * dw**2
     next_w = w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
     config["cache"] = cache
     return next_w, config
@@ -71,14 +72,22 @@ def adam(w, dw, config=None):
     config["t"] += 1
     t = config["t"]
     config["m"] = beta1 * config["m"] + (1 - beta1) * dw
-    config["v"] = beta2 * config["v"] + (1 - beta2) * dw ** 2
-    m_hat = config["m"] / (1 - beta1 ** t)
-    v_hat = config["v"] / (1 - beta2 ** t)
+    config["v"] = beta2 * config["v"] + (1 - beta2) * dw**2
+    m_hat = config["m"] / (1 - beta1**t)
+    v_hat = config["v"] / (1 - beta2**t)
     next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
     return next_w, config
 
 
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+#: The settings each built-in rule reads from ``config`` (what a Solver's ``optim_config`` may hold; the
+#: per-parameter state a rule keeps there, such as 'velocity' or 'm', is not a setting).
+HYPERPARAMETERS = {
+    "sgd": ("learning_rate",),
+    "sgd_momentum": ("learning_rate", "momentum"),
+    "rmsprop": ("learning_rate", "decay_rate", "epsilon"),
+    "adam": ("learning_rate", "beta1", "beta2", "epsilon"),
+}
+UPDATE_RULES = tuple(HYPERPARAMETERS)
 
 
 def get_update_rule(update_rule):
@@ -88,3 +97,18 @@ def get_update_rule(update_rule):
     if update_rule in UPDATE_RULES:
         return globals()[update_rule]
     raise ValueError(f"update_rule must be one of {UPDATE_RULES} or a callable, got {update_rule!r}")
+
+
+def check_config(update_rule, config):
+    """Raise ValueError naming every key of ``config`` that the built-in rule ``update_rule`` does not read
+    (a typo such as 'learning_rte' would otherwise be ignored silently). A callable rule is not checked."""
+    if callable(update_rule):
+        return
+    get_update_rule(update_rule)  # an unknown name is a ValueError listing the rules
+    known = HYPERPARAMETERS[update_rule]
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        raise ValueError(
+            f"optim_config has unknown key(s) {', '.join(map(repr, unknown))} for update_rule "
+            f"{update_rule!r}; the keys it knows are {', '.join(map(repr, known))}"
+        )

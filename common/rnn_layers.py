@@ -1,25 +1,12 @@
 """Recurrent layers in NumPy: vanilla RNN and LSTM (step and sequence), word embedding, temporal affine and loss."""
+
 import numpy as np
 
-from common.layers import sigmoid_forward
+from common.layers import _check_ndim, _check_x, sigmoid_forward
 
 
 def _sigmoid(x):
     return sigmoid_forward(x)[0]
-
-
-def _check_shapes(x, prev_h, Wx, Wh, b, gates):
-    """Raise ValueError naming the argument whose shape does not fit ``x (N, D)``, ``prev_h (N, H)``."""
-    N, D = x.shape
-    H = prev_h.shape[1]
-    if prev_h.shape[0] != N:
-        raise ValueError(f"prev_h has shape {prev_h.shape} but x has {N} rows; prev_h must be (N, H) = ({N}, H)")
-    if Wx.shape != (D, gates * H):
-        raise ValueError(f"Wx has shape {Wx.shape}; with x {x.shape} and h {prev_h.shape} it must be ({D}, {gates * H})")
-    if Wh.shape != (H, gates * H):
-        raise ValueError(f"Wh has shape {Wh.shape}; it must be ({H}, {gates * H})")
-    if b.shape != (gates * H,):
-        raise ValueError(f"b has shape {b.shape}; it must be ({gates * H},)")
 
 
 # ---------------------------------------------------------------------------- vanilla RNN
@@ -31,7 +18,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     Inputs: x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,).
     Returns (next_h (N, H), cache).
     """
-    _check_shapes(x, prev_h, Wx, Wh, b, gates=1)
+    _check_step(x, prev_h, Wx, Wh, b, gates=1)
     next_h = np.tanh(x @ Wx + prev_h @ Wh + b)  # (N, H)
     return next_h, (x, prev_h, Wx, Wh, next_h)
 
@@ -42,7 +29,7 @@ def rnn_step_backward(dnext_h, cache):
     Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).
     """
     x, prev_h, Wx, Wh, next_h = cache
-    da = dnext_h * (1 - next_h ** 2)  # (N, H)
+    da = dnext_h * (1 - next_h**2)  # (N, H)
     return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
@@ -52,8 +39,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     Inputs: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
     Returns (h (N, T, H), cache).
     """
-    if x.ndim != 3:
-        raise ValueError(f"x must have shape (N, T, D), got {x.shape}")
+    _check_sequence(x, h0)
     N, T, _ = x.shape
     h = np.zeros((N, T, h0.shape[1]), dtype=np.result_type(x, h0, Wx))
     caches = []
@@ -98,13 +84,11 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     Inputs: x (N, D), prev_h (N, H), prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
     Returns (next_h (N, H), next_c (N, H), cache).
     """
-    _check_shapes(x, prev_h, Wx, Wh, b, gates=4)
-    if prev_c.shape != prev_h.shape:
-        raise ValueError(f"prev_c has shape {prev_c.shape}; it must match prev_h {prev_h.shape}")
+    _check_step(x, prev_h, Wx, Wh, b, gates=4, prev_c=prev_c)
     H = prev_h.shape[1]
     a = x @ Wx + prev_h @ Wh + b  # (N, 4H)
-    i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), _sigmoid(a[:, 2 * H:3 * H])
-    g = np.tanh(a[:, 3 * H:])
+    i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H : 2 * H]), _sigmoid(a[:, 2 * H : 3 * H])
+    g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c + i * g
     tanh_c = np.tanh(next_c)
     next_h = o * tanh_c
@@ -117,11 +101,11 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).
     """
     x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c = cache
-    dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)  # total gradient reaching next_c
+    dc = dnext_c + dnext_h * o * (1 - tanh_c**2)  # total gradient reaching next_c
     do = dnext_h * tanh_c
     di, df, dg = dc * g, dc * prev_c, dc * i
     dprev_c = dc * f
-    da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g ** 2)], axis=1)  # (N, 4H)
+    da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g**2)], axis=1)  # (N, 4H)
     return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
@@ -131,8 +115,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
     Returns (h (N, T, H), cache).
     """
-    if x.ndim != 3:
-        raise ValueError(f"x must have shape (N, T, D), got {x.shape}")
+    _check_sequence(x, h0)
     N, T, _ = x.shape
     H = h0.shape[1]
     h = np.zeros((N, T, H), dtype=np.result_type(x, h0, Wx))
@@ -169,12 +152,9 @@ def word_embedding_forward(x, W):
 
     Inputs: x (N, T) integer indices in [0, V), W (V, D). Returns (out (N, T, D), cache).
     """
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"x must hold integer word indices, got dtype {x.dtype}")
-    if x.size and (x.min() < 0 or x.max() >= W.shape[0]):
-        raise ValueError(f"x has indices in [{x.min()}, {x.max()}] but W has only {W.shape[0]} rows (V)")
-    return W[x], (x, W.shape)
+    _check_embedding(x, W)
+    out = W[x]  # (N, T, D)
+    return out, (x, W.shape)
 
 
 def word_embedding_backward(dout, cache):
@@ -193,8 +173,7 @@ def temporal_affine_forward(x, w, b):
 
     Inputs: x (N, T, D), w (D, M), b (M,). Returns (out (N, T, M), cache).
     """
-    if x.ndim != 3 or w.shape[0] != x.shape[2]:
-        raise ValueError(f"x must be (N, T, D) and w (D, M); got x {x.shape}, w {w.shape}")
+    _check_temporal_affine(x, w, b)
     out = x @ w + b  # (N, T, D) @ (D, M) -> (N, T, M)
     return out, (x, w, b)
 
@@ -218,9 +197,8 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     Inputs: x (N, T, V) scores, y (N, T) targets in [0, V), mask (N, T) bool.
     Returns (loss, dx (N, T, V)).
     """
+    _check_temporal_loss(x, y, mask)
     N, T, V = x.shape
-    if y.shape != (N, T) or mask.shape != (N, T):
-        raise ValueError(f"y and mask must be (N, T) = ({N}, {T}); got y {y.shape}, mask {mask.shape}")
     x_flat, y_flat, mask_flat = x.reshape(N * T, V), y.reshape(N * T), mask.reshape(N * T)
     shifted = x_flat - x_flat.max(axis=1, keepdims=True)  # stable: the largest score becomes 0
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -231,3 +209,66 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     if verbose:
         print("dx_flat: ", dx_flat.shape)
     return loss, dx_flat.reshape(N, T, V)
+
+
+# ============================================================================ argument checks
+# Given code, outside what a student writes: each layer calls its family's check on its first line.
+def _check_step(x, prev_h, Wx, Wh, b, gates, prev_c=None):
+    """x (N, D), prev_h (N, H) (and prev_c (N, H)), Wx (D, gates*H), Wh (H, gates*H), b (gates*H,)."""
+    _check_x(x, 2, "(N, D)")
+    _check_ndim("prev_h", prev_h, 2, "(N, H)")
+    N, D = x.shape
+    H = prev_h.shape[1]
+    if prev_h.shape[0] != N:
+        raise ValueError(f"prev_h has shape {prev_h.shape} but x has {N} rows; prev_h must be (N, H) = ({N}, H)")
+    if prev_c is not None and np.shape(prev_c) != prev_h.shape:
+        raise ValueError(f"prev_c has shape {np.shape(prev_c)}; it must match prev_h {prev_h.shape}")
+    if np.shape(Wx) != (D, gates * H):
+        raise ValueError(
+            f"Wx has shape {np.shape(Wx)}; with x {x.shape} and h {prev_h.shape} it must be ({D}, {gates * H})"
+        )
+    if np.shape(Wh) != (H, gates * H):
+        raise ValueError(f"Wh has shape {np.shape(Wh)}; it must be ({H}, {gates * H})")
+    if np.shape(b) != (gates * H,):
+        raise ValueError(f"b has shape {np.shape(b)}; it must be ({gates * H},)")
+
+
+def _check_sequence(x, h0):
+    """x (N, T, D) with N, T >= 1 and h0 (N, H); the weights are checked at every step."""
+    _check_x(x, 3, "(N, T, D)")
+    _check_ndim("h0", h0, 2, "(N, H)")
+    if h0.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"h0 has shape {h0.shape} but x has N={x.shape[0]} sequences; h0 must be (N, H) = ({x.shape[0]}, H)"
+        )
+
+
+def _check_embedding(x, W):
+    _check_x(x, 2, "(N, T) (integer word indices)")
+    _check_ndim("W", W, 2, "(V, D)")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"x must hold integer word indices, got dtype {x.dtype}")
+    if x.min() < 0 or x.max() >= W.shape[0]:
+        raise ValueError(f"x has indices in [{x.min()}, {x.max()}] but W has only {W.shape[0]} rows (V)")
+
+
+def _check_temporal_affine(x, w, b):
+    _check_x(x, 3, "(N, T, D)")
+    _check_ndim("w", w, 2, "(D, M)")
+    if w.shape[0] != x.shape[2]:
+        raise ValueError(
+            f"w has shape {w.shape} but x {x.shape} has D={x.shape[2]} features; w must be (D, M) = ({x.shape[2]}, M)"
+        )
+    if np.shape(b) != (w.shape[1],):
+        raise ValueError(f"b must have shape (M,) = ({w.shape[1]},), got {np.shape(b)}")
+
+
+def _check_temporal_loss(x, y, mask):
+    _check_x(x, 3, "(N, T, V) (scores)")
+    N, T, V = x.shape
+    if np.shape(y) != (N, T) or np.shape(mask) != (N, T):
+        raise ValueError(f"y and mask must be (N, T) = ({N}, {T}); got y {np.shape(y)}, mask {np.shape(mask)}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must hold integer word indices, got dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= V:
+        raise ValueError(f"y must hold indices in [0, V) = [0, {V}), got range [{y.min()}, {y.max()}]")

@@ -1,14 +1,14 @@
 """Solver: trains a NumPy classification model with minibatch first-order updates and records histories."""
+
 from __future__ import annotations
 
 import copy
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from common import optim
-from common.config import REPO_ROOT
+from common.config import cache_dir
 
 
 class Solver:
@@ -22,17 +22,25 @@ class Solver:
     Keywords (anything else is a ``ValueError`` naming it):
     - update_rule: name of a rule in ``common.optim`` ('sgd', 'sgd_momentum', 'rmsprop', 'adam')
       or a callable ``update(w, dw, config) -> (next_w, config)``.
-    - optim_config: hyperparameters passed to the rule; each parameter gets its own copy.
+    - optim_config: hyperparameters passed to the rule; each parameter gets its own copy. With a built-in
+      rule, a key the rule does not know (``optim.HYPERPARAMETERS``) is a ``ValueError``.
     - lr_decay: the learning rate is multiplied by this after every epoch.
     - batch_size, num_epochs.
     - num_train_samples: training samples used to estimate train accuracy each epoch (None = all).
     - num_val_samples: validation samples used for validation accuracy (None = all).
-    - checkpoint_name: if set, ``{checkpoint_name}_epoch_{e}.pkl`` is written after each epoch; a
-      relative name is placed under ``<repo>/.cache/checkpoints/``.
+    - checkpoint_name: if set, ``{checkpoint_name}_epoch_{e}.pt`` is written after each epoch (a relative
+      name under ``cache_dir()/solver/``, an absolute one as given) with ``CacheEntry.save`` (atomic, read back
+      with ``CacheEntry(path).load()``): a dict of ``params``, ``bn_params`` (when the model has any), the
+      settings (``update_rule`` when it is a name, ``optim_config``, ``lr_decay``, ``batch_size``,
+      ``num_epochs``, ``num_train_samples``, ``num_val_samples``, ``seed``), ``optim_configs`` (each
+      parameter's optimiser state), ``epoch``, ``best_val_acc`` and the three histories. No objects, no code.
     - print_every: print the loss every this many iterations when verbose.
     - verbose: print progress.
     - seed: seed of the solver's own generator (minibatches, accuracy subsamples).
     - progress: show a tqdm bar over iterations (an addition to CS231n's keywords).
+
+    An empty training or validation set is a ``ValueError`` (the best params are chosen by validation
+    accuracy, which needs at least one sample).
 
     After ``train()``: ``loss_history`` (per iteration), ``train_acc_history``, ``val_acc_history``
     (per epoch, plus one before training), ``best_val_acc`` and ``best_params``; the model's params
@@ -41,16 +49,10 @@ class Solver:
     """
 
     def __init__(self, model, data, **kwargs):
+        _check_data(data)
         self.model = model
-        for key in ("X_train", "y_train", "X_val", "y_val"):
-            if key not in data:
-                raise ValueError(f"data is missing {key!r}; it needs X_train, y_train, X_val and y_val")
         self.X_train, self.y_train = data["X_train"], data["y_train"]
         self.X_val, self.y_val = data["X_val"], data["y_val"]
-        if len(self.X_train) != len(self.y_train):
-            raise ValueError(f"data['X_train'] has {len(self.X_train)} samples but data['y_train'] has {len(self.y_train)}")
-        if len(self.X_val) != len(self.y_val):
-            raise ValueError(f"data['X_val'] has {len(self.X_val)} samples but data['y_val'] has {len(self.y_val)}")
 
         self.update_rule = kwargs.pop("update_rule", "sgd")
         self.optim_config = dict(kwargs.pop("optim_config", None) or {})
@@ -67,14 +69,23 @@ class Solver:
         if kwargs:
             names = ", ".join(repr(k) for k in kwargs)
             raise ValueError(f"Solver got unrecognized keyword argument(s) {names}")
+        self._check_settings()
 
         self._update = optim.get_update_rule(self.update_rule)
+        self.rng = np.random.default_rng(self.seed)
+        self._reset()
+
+    def _check_settings(self):
+        """ValueError naming the first keyword whose value cannot work."""
+        optim.check_config(self.update_rule, self.optim_config)  # also rejects an unknown update_rule
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_epochs < 0:
             raise ValueError(f"num_epochs must be >= 0, got {self.num_epochs}")
-        self.rng = np.random.default_rng(self.seed)
-        self._reset()
+        for name in ("num_train_samples", "num_val_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None (all samples), got {value!r}")
 
     def _reset(self):
         """Book-keeping: histories, best model, one optim config per parameter."""
@@ -98,26 +109,40 @@ class Solver:
             next_w, self.optim_configs[p] = self._update(w, grads[p], self.optim_configs[p])
             self.model.params[p] = next_w
 
+    def _checkpoint_path(self):
+        """``{checkpoint_name}_epoch_{epoch}.pt``: relative names under ``cache_dir()/solver``."""
+        path = Path(f"{self.checkpoint_name}_epoch_{self.epoch}.pt")
+        return path if path.is_absolute() else cache_dir() / "solver" / path
+
     def _save_checkpoint(self):
         if self.checkpoint_name is None:
             return
-        path = Path(f"{self.checkpoint_name}_epoch_{self.epoch}.pkl")
-        if not path.is_absolute():
-            path = REPO_ROOT / ".cache" / "checkpoints" / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # imported here: torch (under CacheEntry) is needed only when checkpoints are written
+        from common.training.checkpoint import CacheEntry
+
         checkpoint = {
-            "model": self.model, "update_rule": self.update_rule, "lr_decay": self.lr_decay,
-            "optim_config": self.optim_config, "batch_size": self.batch_size,
-            "num_train_samples": self.num_train_samples, "num_val_samples": self.num_val_samples,
-            "epoch": self.epoch, "loss_history": self.loss_history,
-            "train_acc_history": self.train_acc_history, "val_acc_history": self.val_acc_history,
+            "params": self.model.params,
+            "update_rule": self.update_rule if isinstance(self.update_rule, str) else None,
+            "optim_config": self.optim_config,
+            "optim_configs": self.optim_configs,
+            "lr_decay": self.lr_decay,
+            "batch_size": self.batch_size,
+            "num_epochs": self.num_epochs,
+            "num_train_samples": self.num_train_samples,
+            "num_val_samples": self.num_val_samples,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "best_val_acc": self.best_val_acc,
+            "loss_history": self.loss_history,
+            "train_acc_history": self.train_acc_history,
+            "val_acc_history": self.val_acc_history,
         }
+        if getattr(self.model, "bn_params", None):
+            checkpoint["bn_params"] = self.model.bn_params
+        path = self._checkpoint_path()
         if self.verbose:
             print(f'Saving checkpoint to "{path}"')
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(checkpoint, f)
-        tmp.replace(path)  # never leave a half-written checkpoint under the final name
+        CacheEntry(path).save(checkpoint)  # atomic: a unique temporary file, renamed when complete
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100):
         """Fraction of ``X`` classified as ``y``; on a random subsample of ``num_samples`` if given.
@@ -125,15 +150,16 @@ class Solver:
         Predicts in batches of ``batch_size`` (argmax of the scores). Returns a float in [0, 1].
         """
         N = X.shape[0]
-        if num_samples is not None and N > num_samples:
+        if N == 0:
+            raise ValueError("X has no samples (N=0): accuracy is undefined on an empty set; pass at least one sample")
+        if num_samples is not None and num_samples < N:
             mask = self.rng.choice(N, num_samples, replace=False)
             N, X, y = num_samples, X[mask], y[mask]
         y_pred = []
         for start in range(0, N, batch_size):
-            scores = self.model.loss(X[start:start + batch_size])
+            scores = self.model.loss(X[start : start + batch_size])
             y_pred.append(np.argmax(scores, axis=1))
-        y_pred = np.concatenate(y_pred) if y_pred else np.zeros(0, dtype=int)
-        return float(np.mean(y_pred == y)) if N else 0.0
+        return float(np.mean(np.concatenate(y_pred) == y))
 
     def _record_accuracy(self):
         train_acc = self.check_accuracy(self.X_train, self.y_train, num_samples=self.num_train_samples)
@@ -183,3 +209,19 @@ class Solver:
         if self._best_bn_params is not None:
             self.model.bn_params = copy.deepcopy(self._best_bn_params)
         return self
+
+
+def _check_data(data):
+    """data holds X_train, y_train, X_val, y_val with as many labels as samples and at least one sample each."""
+    for key in ("X_train", "y_train", "X_val", "y_val"):
+        if key not in data:
+            raise ValueError(f"data is missing {key!r}; it needs X_train, y_train, X_val and y_val")
+    for split, what in (("train", "training"), ("val", "validation")):
+        X, y = data[f"X_{split}"], data[f"y_{split}"]
+        if len(X) != len(y):
+            raise ValueError(f"data['X_{split}'] has {len(X)} samples but data['y_{split}'] has {len(y)}")
+        if len(X) == 0:
+            raise ValueError(
+                f"data['X_{split}'] is empty: the Solver needs at least one {what} sample (it keeps "
+                f"the params of the best validation accuracy); check how the data was split"
+            )

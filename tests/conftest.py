@@ -1,4 +1,5 @@
 """Fixtures shared by the tests: small datasets written in the real on-disk formats."""
+
 from __future__ import annotations
 
 import gzip
@@ -47,8 +48,11 @@ def write_cifar_batches(folder: Path, n_per_batch: int = 4, seed: int = 0) -> di
             pickle.dump({"batch_label": name, "data": data, "labels": labels}, f, protocol=2)
         written[name] = (data, labels)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                                     "horse", "ship", "truck"]}, f, protocol=2)
+        pickle.dump(
+            {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+            f,
+            protocol=2,
+        )
     return written
 
 

@@ -1,10 +1,11 @@
 """Tensor augmentation and the DataLoader-free batch iterator, checked against direct NumPy computations."""
+
 import numpy as np
 import pytest
 import torch
 
-from common.data.augment import (Augment, TensorBatches, channel_stats, denormalize, normalize, random_crop,
-                                 random_flip, to_tensor)
+from common.data.augment import Augment, channel_stats, denormalize, normalize, random_crop, random_flip, to_tensor
+from common.data.torch_data import TensorBatches
 
 
 def test_channel_stats_match_numpy():
@@ -40,8 +41,12 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
     padded = np.pad(x.numpy(), ((0, 0), (0, 0), (p, p), (p, p)))  # the oracle: zero padding in NumPy
     offsets = []
     for n in range(len(x)):
-        hits = [(i, j) for i in range(2 * p + 1) for j in range(2 * p + 1)
-                if np.array_equal(padded[n, :, i:i + 7, j:j + 9], out[n].numpy())]
+        hits = [
+            (i, j)
+            for i in range(2 * p + 1)
+            for j in range(2 * p + 1)
+            if np.array_equal(padded[n, :, i : i + 7, j : j + 9], out[n].numpy())
+        ]
         assert hits, f"image {n} is not a crop of its padded version"
         offsets.append(hits[0])
     assert len(set(offsets)) == (2 * p + 1) ** 2  # 300 draws hit all 25 offsets
@@ -78,10 +83,23 @@ def test_augment_preserves_pixel_values_and_is_seeded():
     assert not torch.equal(a, x)
 
 
+def test_augmentation_never_touches_the_global_generators():
+    x = torch.randn(16, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    a, b = random_crop(x, 2), random_crop(x, 2)  # generator=None: fresh OS-seeded draws
+    random_flip(x, 0.5)
+    Augment(padding=1)(x)
+    for _ in TensorBatches(x, torch.zeros(16), batch_size=4, shuffle=True, seed=None, transform=Augment(1)):
+        pass
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    assert not torch.equal(a, b)  # unseeded calls still differ
+
+
 def test_tensor_batches_cover_every_sample_once_per_epoch():
     X = torch.arange(103, dtype=torch.float32).reshape(103, 1, 1, 1)
     y = torch.arange(103)
-    batches = TensorBatches(X, y, batch_size=10, seed=0)
+    batches = TensorBatches(X, y, batch_size=10, shuffle=True, seed=0)
     assert len(batches) == 11
     epochs = []
     for _ in range(2):
@@ -93,10 +111,10 @@ def test_tensor_batches_cover_every_sample_once_per_epoch():
         assert sorted(order.tolist()) == list(range(103))
         epochs.append(order)
     assert not torch.equal(epochs[0], epochs[1])  # a new permutation each epoch
-    again = torch.cat([yb for _, yb in TensorBatches(X, y, batch_size=10, seed=0)])
+    again = torch.cat([yb for _, yb in TensorBatches(X, y, batch_size=10, shuffle=True, seed=0)])
     assert torch.equal(again, epochs[0])  # same seed, same first epoch
     assert len(TensorBatches(X, y, batch_size=10, drop_last=True)) == 10
-    ordered = torch.cat([yb for _, yb in TensorBatches(X, y, batch_size=7, shuffle=False)])
+    ordered = torch.cat([yb for _, yb in TensorBatches(X, y, batch_size=7)])  # in order by default
     assert torch.equal(ordered, y)
 
 

@@ -1,4 +1,5 @@
 """CaptioningRNN and CaptioningSolver: CS231n's published loss values, numeric gradients, overfitting."""
+
 import numpy as np
 import pytest
 
@@ -20,8 +21,9 @@ def linspace_model(cell_type, feature_range):
     return model, features, captions
 
 
-@pytest.mark.parametrize("cell_type, feature_range, expected", [("rnn", (-1.5, 0.3), 9.83235591003),
-                                                                ("lstm", (-0.5, 1.7), 9.82445935443)])
+@pytest.mark.parametrize(
+    "cell_type, feature_range, expected", [("rnn", (-1.5, 0.3), 9.83235591003), ("lstm", (-0.5, 1.7), 9.82445935443)]
+)
 def test_published_loss_values(cell_type, feature_range, expected):
     model, features, captions = linspace_model(cell_type, feature_range)
     loss, _ = model.loss(features, captions)
@@ -33,8 +35,9 @@ def test_gradients_numeric(cell_type):
     rng = np.random.default_rng(0)
     word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, "cat": 3, "dog": 4}
     N, D, W, H, T = 2, 3, 4, 5, 6
-    model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type,
-                          dtype=np.float64, seed=1)
+    model = CaptioningRNN(
+        word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type, dtype=np.float64, seed=1
+    )
     features = rng.standard_normal((N, D))
     captions = rng.integers(len(word_to_idx), size=(N, T))
     loss, grads = model.loss(features, captions)
@@ -54,12 +57,20 @@ def test_solver_overfits_and_sample_reproduces(cell_type):
     for n in range(N):
         length = rng.integers(2, T - 2)
         captions[n, 0] = 1
-        captions[n, 1:1 + length] = rng.integers(3, 11, size=length)
+        captions[n, 1 : 1 + length] = rng.integers(3, 11, size=length)
         captions[n, 1 + length] = 2
     data = {"train_captions": captions, "train_image_idxs": np.arange(N), "train_features": rng.standard_normal((N, D))}
     model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=16, hidden_dim=32, cell_type=cell_type, seed=0)
-    solver = CaptioningSolver(model, data, update_rule="adam", num_epochs=150, batch_size=N,
-                              optim_config={"learning_rate": 5e-3}, verbose=False, seed=0)
+    solver = CaptioningSolver(
+        model,
+        data,
+        update_rule="adam",
+        num_epochs=150,
+        batch_size=N,
+        optim_config={"learning_rate": 5e-3},
+        verbose=False,
+        seed=0,
+    )
     solver.train()
     assert solver.loss_history[-1] < 0.05 < solver.loss_history[0]
     sampled = model.sample(data["train_features"], max_length=T - 1)
@@ -76,6 +87,10 @@ def test_bad_arguments_raise():
         model.sample(np.zeros((1, 4)))
     with pytest.raises(ValueError, match=r"features must be \(N, 4\)"):
         model.loss(np.zeros((2, 3)), np.zeros((2, 5), dtype=int))
-    data = {"train_captions": np.zeros((2, 3), int), "train_image_idxs": np.arange(2), "train_features": np.zeros((2, 4))}
+    data = {
+        "train_captions": np.zeros((2, 3), int),
+        "train_image_idxs": np.arange(2),
+        "train_features": np.zeros((2, 4)),
+    }
     with pytest.raises(ValueError, match="'learning_rat'"):
         CaptioningSolver(model, data, learning_rat=1e-3)

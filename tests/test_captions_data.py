@@ -1,4 +1,5 @@
-"""The captioning data: scene grammar and rendering, encoding, features cache, COCO format, BLEU."""
+"""The captioning data: scene grammar and rendering, splits, encoding, COCO format, BLEU."""
+
 import json
 
 import numpy as np
@@ -29,7 +30,7 @@ def test_captions_describe_what_is_drawn():
             assert any(obj["colour"] in words and obj["shape"] in words for words in refs)
         for obj in objects:  # and is drawn in its cell, in its colour
             r0, c0 = obj["row"] * 32, obj["col"] * 32
-            patch = img[r0:r0 + 32, c0:c0 + 32].reshape(-1, 3).astype(int)
+            patch = img[r0 : r0 + 32, c0 : c0 + 32].reshape(-1, 3).astype(int)
             dist = np.abs(patch - np.array(cap.COLOURS[obj["colour"]])).sum(axis=1)
             assert (dist < 40).sum() > 30
 
@@ -56,52 +57,44 @@ def test_encode_decode_round_trip():
         cap.encode_captions([[["a"] * 16]], w2i)
 
 
-def test_scenes_dataset_features_are_cached(tmp_path, monkeypatch):
-    monkeypatch.setattr(cap, "REPO_ROOT", tmp_path)
-    calls = []
-
-    def fake_features(images, progress):  # stands in for the network: a fixed function of the pixels
-        calls.append(len(images))
-        flat = images.reshape(len(images), -1).astype(np.float32)
-        return flat[:, :40] + flat[:, -40:]
-
-    monkeypatch.setattr(cap, "scene_features", fake_features)
-    config = cap.SceneConfig(num_train=20, num_val=5, num_test=5, image_size=32, seed=1)
-    data = cap.load_scenes_data(config, feature_dim=8, progress=False)
-    assert calls == [20, 5, 5]
-    assert data["train_features"].shape == (20, 8) and data["val_features"].shape == (5, 8)
-    assert data["train_captions"].shape[1] == cap.MAX_LENGTH
-    assert data["train_image_idxs"].max() == 19 and len(data["train_references"]) == 20
-    again = cap.load_scenes_data(config, feature_dim=8, progress=False)
-    assert calls == [20, 5, 5]  # read from the cache
-    np.testing.assert_array_equal(again["val_features"], data["val_features"])
-    cap.load_scenes_data(cap.SceneConfig(num_train=20, num_val=5, num_test=5, image_size=32, seed=2),
-                         feature_dim=8, progress=False)
-    assert calls == [20, 5, 5, 20, 5, 5]  # another config never reuses the cache
-    assert len(list((tmp_path / ".cache" / "captions").glob("*.npz"))) == 2
-    with pytest.raises(ValueError, match="feature_dim"):
-        cap.load_scenes_data(config, feature_dim=50)
+def test_scene_splits_are_distinct_and_validated():
+    config = cap.SceneConfig(num_train=6, num_val=3, num_test=2, image_size=32, seed=1)
+    images, references = cap.generate_scene_splits(config, captions_per_image=2)
+    assert {k: len(v) for k, v in images.items()} == {"train": 6, "val": 3, "test": 2}
+    assert all(len(r) <= 2 for refs in references.values() for r in refs)
+    assert not np.array_equal(images["train"][:2], images["val"][:2])  # each split has its own seed
+    again, _ = cap.generate_scene_splits(config, captions_per_image=2)
+    np.testing.assert_array_equal(again["test"], images["test"])
+    with pytest.raises(ValueError, match="num_val"):
+        cap.generate_scene_splits(cap.SceneConfig(num_val=0))
 
 
-def test_real_pretrained_features_see_colour_and_place():
-    """With the real network: a red circle on the left is nearer to another red one on the left than to a
-    blue one there, or to a red one on the right."""
-    images = np.full((4, 96, 96, 3), 240, dtype=np.uint8)
-    for img, colour, col, dy in zip(images, ["red", "red", "blue", "red"], [16, 16, 16, 80], [0, 4, 0, 0]):
-        cap._draw(img, "circle", (48 + dy, col), 12, cap.COLOURS[colour])
-    f = cap.scene_features(images, progress=False)
-    assert f.shape == (4, 1280 * 9)
-    d = lambda i, j: np.linalg.norm(f[i] - f[j])
-    assert d(0, 1) < d(0, 2) and d(0, 1) < d(0, 3)
+def test_data_module_does_not_import_models():
+    """Data must not depend on models: the captions module imports only common.config and common.data."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cap))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    ours = {m for m in imported if m and m.startswith("common")}
+    assert all(m == "common.config" or m.startswith("common.data") for m in ours), ours
+    assert not any(m and m.startswith("torch") for m in imported)
 
 
 def test_sample_minibatch_and_bleu():
-    data = {"train_captions": np.arange(12).reshape(6, 2), "train_image_idxs": np.array([0, 0, 1, 1, 2, 2]),
-            "train_features": np.arange(9.0).reshape(3, 3)}
+    data = {
+        "train_captions": np.arange(12).reshape(6, 2),
+        "train_image_idxs": np.array([0, 0, 1, 1, 2, 2]),
+        "train_features": np.arange(9.0).reshape(3, 3),
+    }
     caps, feats, idxs = cap.sample_minibatch(data, batch_size=4, rng=0)
     assert caps.shape == (4, 2) and feats.shape == (4, 3)
     np.testing.assert_array_equal(feats, data["train_features"][idxs])
-    refs = [[["a", "red", "circle", "on", "the", "left"]], [["two", "shapes", "a", "red", "circle", "and", "a", "blue", "square"]]]
+    refs = [
+        [["a", "red", "circle", "on", "the", "left"]],
+        [["two", "shapes", "a", "red", "circle", "and", "a", "blue", "square"]],
+    ]
     assert cap.bleu(refs, [r[0] for r in refs]) == pytest.approx(1.0)
     assert cap.bleu(refs, [["a", "blue", "square"], ["three"]]) < 0.2
     with pytest.raises(ValueError, match="hypotheses"):
@@ -122,16 +115,22 @@ def test_coco_format_is_read(tmp_path, monkeypatch):
             f["features"] = np.ones((n, 512), dtype=np.float32)
         (base / f"{split}2014_urls.txt").write_text("\n".join(f"http://x/{i}.jpg" for i in range(n)))
     vocab = ["<NULL>", "<START>", "<END>", "<UNK>", "cat", "dog"]
-    (base / "coco2014_vocab.json").write_text(json.dumps({"idx_to_word": vocab, "word_to_idx": {w: i for i, w in enumerate(vocab)}}))
+    (base / "coco2014_vocab.json").write_text(
+        json.dumps({"idx_to_word": vocab, "word_to_idx": {w: i for i, w in enumerate(vocab)}})
+    )
     data = cap.load_coco_data(base)
     assert data["train_features"].shape == (2, 512) and data["val_urls"].tolist() == ["http://x/0.jpg"]
     assert cap.decode_captions(data["train_captions"], data["idx_to_word"]) == ["cat", "dog"]
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
-    assert cap.load_captioning_data("auto")["source"] == "coco"
+    from common.experiments.captioning import load_captioning_data
+
+    assert load_captioning_data("auto")["source"] == "coco"
 
 
 def test_missing_coco_names_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="get_datasets.sh --coco"):
         cap.load_coco_data(tmp_path)
+    from common.experiments.captioning import load_captioning_data
+
     with pytest.raises(ValueError, match="source"):
-        cap.load_captioning_data("flickr")
+        load_captioning_data("flickr")

@@ -1,4 +1,5 @@
 """common.config: data directory, quick mode, seeding, device choice."""
+
 import random
 
 import numpy as np
@@ -18,8 +19,10 @@ def test_data_dir_follows_environment(monkeypatch, tmp_path):
     assert config.data_dir() == tmp_path / "elsewhere"
 
 
-@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("YES", True), ("on", True),
-                                             ("0", False), ("", False), ("no", False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("", False), ("no", False)],
+)
 def test_quick_mode_values(monkeypatch, value, expected):
     monkeypatch.setenv("COURSE_QUICK", value)
     assert config.is_quick() is expected

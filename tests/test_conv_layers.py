@@ -1,4 +1,5 @@
 """Naive conv/pool and spatial batch/group norm against float64 numeric gradients and PyTorch."""
+
 import numpy as np
 import pytest
 import torch
@@ -47,12 +48,20 @@ def test_conv_forward_matches_cs231n_values():
     w = np.linspace(-0.2, 0.3, num=144).reshape(3, 3, 4, 4)
     b = np.linspace(-0.1, 0.2, num=3)
     out, _ = layers.conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
-    expected = np.array([[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
-                          [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
-                          [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
-                         [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
-                          [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
-                          [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]]])
+    expected = np.array(
+        [
+            [
+                [[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
+                [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
+                [[0.50813986, 0.54309974], [0.64082444, 0.67101435]],
+            ],
+            [
+                [[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
+                [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
+                [[2.36270298, 2.36904306], [2.38090835, 2.38247847]],
+            ],
+        ]
+    )
     assert rel_error(out, expected) < 1e-7
 
 
@@ -85,15 +94,18 @@ def test_conv_naive_numeric_gradients(x_shape, w_shape, stride, pad):
     assert rel_error(db, db_num) < NUM_TOL
 
 
-@pytest.mark.parametrize("x_shape,w_shape,conv_param,match", [
-    ((1, 1, 5, 5), (1, 1, 2, 2), {"stride": 2, "pad": 0}, "dimension H"),   # (5 - 2) % 2 != 0
-    ((1, 1, 4, 5), (1, 1, 2, 2), {"stride": 2, "pad": 0}, "dimension W"),
-    ((1, 1, 3, 3), (1, 1, 5, 5), {"stride": 1, "pad": 0}, "does not fit"),
-    ((1, 1, 4, 4), (1, 1, 3, 3), {"stride": 0, "pad": 1}, "stride"),
-    ((1, 1, 4, 4), (1, 1, 3, 3), {"stride": 1, "pad": -1}, "pad"),
-    ((1, 2, 4, 4), (1, 3, 3, 3), {"stride": 1, "pad": 1}, "channels"),
-    ((2, 4, 4), (1, 1, 3, 3), {"stride": 1, "pad": 1}, "x must have shape"),
-])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,conv_param,match",
+    [
+        ((1, 1, 5, 5), (1, 1, 2, 2), {"stride": 2, "pad": 0}, "dimension H"),  # (5 - 2) % 2 != 0
+        ((1, 1, 4, 5), (1, 1, 2, 2), {"stride": 2, "pad": 0}, "dimension W"),
+        ((1, 1, 3, 3), (1, 1, 5, 5), {"stride": 1, "pad": 0}, "does not fit"),
+        ((1, 1, 4, 4), (1, 1, 3, 3), {"stride": 0, "pad": 1}, "stride"),
+        ((1, 1, 4, 4), (1, 1, 3, 3), {"stride": 1, "pad": -1}, "pad"),
+        ((1, 2, 4, 4), (1, 3, 3, 3), {"stride": 1, "pad": 1}, "channels"),
+        ((2, 4, 4), (1, 1, 3, 3), {"stride": 1, "pad": 1}, "x must have shape"),
+    ],
+)
 def test_conv_impossible_geometry_is_a_value_error(x_shape, w_shape, conv_param, match):
     with pytest.raises(ValueError, match=match):
         layers.conv_forward_naive(np.zeros(x_shape), np.zeros(w_shape), np.zeros(w_shape[0]), conv_param)
@@ -103,12 +115,20 @@ def test_conv_impossible_geometry_is_a_value_error(x_shape, w_shape, conv_param,
 def test_max_pool_forward_matches_cs231n_values():
     x = np.linspace(-0.3, 0.4, num=96).reshape(2, 3, 4, 4)
     out, _ = layers.max_pool_forward_naive(x, {"pool_width": 2, "pool_height": 2, "stride": 2})
-    expected = np.array([[[[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
-                          [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
-                          [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]]],
-                         [[[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
-                          [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
-                          [[0.32631579, 0.34105263], [0.38526316, 0.4]]]])
+    expected = np.array(
+        [
+            [
+                [[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
+                [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
+                [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]],
+            ],
+            [
+                [[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
+                [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
+                [[0.32631579, 0.34105263], [0.38526316, 0.4]],
+            ],
+        ]
+    )
     assert rel_error(out, expected) < 1e-7
 
 
@@ -144,11 +164,14 @@ def test_max_pool_ties_go_to_the_first_maximum():
     assert dx.tolist() == [[[[1.0, 0.0], [0.0, 0.0]]]]
 
 
-@pytest.mark.parametrize("x_shape,pool_param,match", [
-    ((1, 1, 5, 4), {"pool_height": 2, "pool_width": 2, "stride": 2}, "dimension H"),
-    ((1, 1, 4, 4), {"pool_height": 2, "pool_width": 5, "stride": 1}, "does not fit"),
-    ((1, 4, 4), {"pool_height": 2, "pool_width": 2, "stride": 2}, "x must have shape"),
-])
+@pytest.mark.parametrize(
+    "x_shape,pool_param,match",
+    [
+        ((1, 1, 5, 4), {"pool_height": 2, "pool_width": 2, "stride": 2}, "dimension H"),
+        ((1, 1, 4, 4), {"pool_height": 2, "pool_width": 5, "stride": 1}, "does not fit"),
+        ((1, 4, 4), {"pool_height": 2, "pool_width": 2, "stride": 2}, "x must have shape"),
+    ],
+)
 def test_max_pool_impossible_geometry_is_a_value_error(x_shape, pool_param, match):
     with pytest.raises(ValueError, match=match):
         layers.max_pool_forward_naive(np.zeros(x_shape), pool_param)
@@ -163,11 +186,13 @@ def test_spatial_batchnorm_train_matches_torch():
     bn_param = {"mode": "train"}
     out, cache = layers.spatial_batchnorm_forward(x, gamma, beta, bn_param)
     # per-channel statistics over (N, H, W)
-    assert np.allclose(((out - beta[None, :, None, None]) / gamma[None, :, None, None]).mean(axis=(0, 2, 3)), 0,
-                       atol=1e-10)
+    assert np.allclose(
+        ((out - beta[None, :, None, None]) / gamma[None, :, None, None]).mean(axis=(0, 2, 3)), 0, atol=1e-10
+    )
     dout = rng.standard_normal(out.shape)
     t_out, t_grads = _torch_grads(
-        lambda a, g, bt: F.batch_norm(a, None, None, g, bt, training=True, eps=1e-5), [x, gamma, beta], dout)
+        lambda a, g, bt: F.batch_norm(a, None, None, g, bt, training=True, eps=1e-5), [x, gamma, beta], dout
+    )
     assert rel_error(out, t_out) < TORCH_TOL
     for got, want in zip(layers.spatial_batchnorm_backward(dout, cache), t_grads):
         assert got.shape == want.shape
@@ -212,8 +237,9 @@ def test_spatial_groupnorm_matches_torch(C, G):
     gamma, beta = rng.standard_normal((1, C, 1, 1)), rng.standard_normal((1, C, 1, 1))
     out, cache = layers.spatial_groupnorm_forward(x, gamma, beta, G, {})
     dout = rng.standard_normal(out.shape)
-    t_out, t_grads = _torch_grads(lambda a, g, bt: F.group_norm(a, G, g.reshape(-1), bt.reshape(-1), eps=1e-5),
-                                  [x, gamma, beta], dout)
+    t_out, t_grads = _torch_grads(
+        lambda a, g, bt: F.group_norm(a, G, g.reshape(-1), bt.reshape(-1), eps=1e-5), [x, gamma, beta], dout
+    )
     assert rel_error(out, t_out) < TORCH_TOL
     for got, want in zip(layers.spatial_groupnorm_backward(dout, cache), t_grads):
         assert got.shape == want.shape

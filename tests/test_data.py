@@ -1,23 +1,20 @@
 """Loaders on fixtures in the real on-disk formats, the substitution banner, generators, torch adapters."""
+
 import numpy as np
 import pytest
 import torch
 
-from common.data import (
-    ArrayDataset,
+from common.data.generators import make_blobs, make_circles, make_gaussian_clouds, make_moons
+from common.data.images import (
     DatasetNotFoundError,
     get_classification_data,
     load_cifar10,
     load_fashion_mnist,
     load_image_classification,
     load_mnist,
-    make_blobs,
-    make_circles,
-    make_gaussian_clouds,
-    make_loader,
-    make_moons,
     read_idx,
 )
+from common.data.torch_data import ArrayDataset, make_loader
 from tests.conftest import write_cifar_batches, write_idx, write_idx_dataset
 
 
@@ -38,8 +35,9 @@ def test_read_idx_rejects_bad_magic_and_truncation(tmp_path):
         read_idx(truncated)
 
 
-@pytest.mark.parametrize("loader, folder, first_class", [(load_mnist, "mnist", "0"),
-                                                         (load_fashion_mnist, "fashion-mnist", "T-shirt/top")])
+@pytest.mark.parametrize(
+    "loader, folder, first_class", [(load_mnist, "mnist", "0"), (load_fashion_mnist, "fashion-mnist", "T-shirt/top")]
+)
 def test_idx_loaders_shapes_and_values(data_root, loader, folder, first_class):
     arrays = write_idx_dataset(data_root / folder, n_train=12, n_test=6)
     data = loader()
@@ -62,8 +60,9 @@ def test_cifar10_loader_channel_layout(data_root):
     assert data.class_names[3] == "cat"
 
 
-@pytest.mark.parametrize("loader, name", [(load_mnist, "mnist"), (load_fashion_mnist, "fashion_mnist"),
-                                          (load_cifar10, "cifar10")])
+@pytest.mark.parametrize(
+    "loader, name", [(load_mnist, "mnist"), (load_fashion_mnist, "fashion_mnist"), (load_cifar10, "cifar10")]
+)
 def test_missing_dataset_names_the_command(data_root, loader, name):
     with pytest.raises(DatasetNotFoundError) as info:
         loader()

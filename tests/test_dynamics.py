@@ -1,17 +1,42 @@
-"""Tests for common.dynamics: models, batching, training records, sensitivity, sharpness, PCA, interpolation."""
+"""Tests for common.experiments.dynamics: models, batching, training records, sensitivity, sharpness, PCA,
+interpolation."""
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from common.dynamics import (TensorBatches, TensorData, TrainConfig, batch_size_sweep, count_parameters,
-                             damped_sine, equal_size_architectures, fit_function, flat_params, function_data,
-                             hessian_top_eigenvalue, input_gradient_norm, interpolate_models, jacobian_norm,
-                             layer_slices, make_mlp, mlp_param_count, param_count_sweep, pca_project,
-                             random_label_experiment, set_flat_params, shuffle_labels, train_model,
-                             weight_trajectories, width_for_param_count)
-from common.train import evaluate
+import common.experiments.dynamics.training as training_module
+from common.data.torch_data import TensorBatches
+from common.experiments.dynamics import (
+    TensorData,
+    TrainConfig,
+    batch_size_sweep,
+    compare_depths,
+    damped_sine,
+    equal_size_architectures,
+    fit_function,
+    function_data,
+    hessian_top_eigenvalue,
+    input_gradient_norm,
+    interpolate_models,
+    jacobian_norm,
+    layer_slices,
+    make_mlp,
+    mlp_param_count,
+    param_count_sweep,
+    pca_project,
+    random_label_experiment,
+    shuffle_labels,
+    train_model,
+    weight_trajectories,
+    width_for_param_count,
+)
+from common.torch_models.mlp import MLP
+from common.training.loop import evaluate
+from common.training.params import count_parameters, flat_params, set_flat_params
 
+CPU = torch.device("cpu")
 
 
 def blobs(N=200, D=5, C=3, seed=0, random_labels=False):
@@ -30,9 +55,11 @@ def test_make_mlp_seeded_counts_and_leaves_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(flat_params(a), flat_params(b)) and not torch.equal(flat_params(a), flat_params(c))
     assert count_parameters(a) == mlp_param_count(4, [7, 5], 3) == 4 * 7 + 7 + 7 * 5 + 5 + 5 * 3 + 3
+    assert isinstance(a, MLP) and a.config.init == "default"
     assert a(torch.zeros(2, 1, 2, 2)).shape == (2, 3)  # flattens image-shaped input
     bound = 1 / np.sqrt(4)
-    assert a[1].weight.abs().max() <= bound
+    assert a.net[0].weight.abs().max() <= bound
+    assert make_mlp(3, [4], 1, seed=0)(torch.zeros(5, 3)).shape == (5, 1)  # one output: regression
     with pytest.raises(ValueError, match="activation"):
         make_mlp(4, [3], 2, activation="swish")
 
@@ -56,22 +83,11 @@ def test_flat_params_roundtrip_and_layer_slices():
     set_flat_params(model, theta)
     assert torch.equal(flat_params(model), theta)
     sl = layer_slices(model)
-    assert torch.equal(model[1].weight.reshape(-1), theta[sl["1.weight"]])
-    assert torch.equal(model[3].bias, theta[sl["3.bias"]])
-    with pytest.raises(ValueError, match="parameters"):
+    assert list(sl) == ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
+    assert torch.equal(model.net[0].weight.reshape(-1), theta[sl["net.0.weight"]])
+    assert torch.equal(model.net[2].bias, theta[sl["net.2.bias"]])
+    with pytest.raises(ValueError, match="parameter count"):
         set_flat_params(model, theta[:-1])
-
-
-def test_tensor_batches_cover_each_sample_once_and_are_seeded():
-    X, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
-    batches = list(TensorBatches(X, y, 3, shuffle=True, seed=5))
-    assert [len(b[1]) for b in batches] == [3, 3, 3, 1] and len(TensorBatches(X, y, 3)) == 4
-    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(10))
-    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in batches)
-    again = list(TensorBatches(X, y, 3, shuffle=True, seed=5))
-    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again))
-    with pytest.raises(ValueError, match="batch_size"):
-        TensorBatches(X, y, 0)
 
 
 def test_shuffle_labels_is_a_permutation():
@@ -86,12 +102,16 @@ def test_train_model_records_steps_and_snapshots():
     model = make_mlp(5, [16], 3, seed=0)
     before = evaluate(model, TensorBatches(data.X_train, data.y_train, 1000))["loss"]
     cfg = TrainConfig(epochs=4, batch_size=50, lr=1e-2, snapshot_every=2)
-    hist = train_model(model, data, cfg, progress=False)
+    hist = train_model(model, data, cfg, device=CPU, progress=False)
     assert len(hist["step_loss"]) == len(hist["grad_norm"]) == 4 * 4
     assert hist["snapshot_epoch"] == [0, 2, 4] and len(hist["snapshots"]) == 3
     assert hist["snapshots"][0].shape == (count_parameters(model),)
     np.testing.assert_allclose(hist["snapshots"][-1], flat_params(model).numpy())
-    assert hist["epoch"] == [1, 2, 3, 4]
+    # the loop's keys: every epoch, the test split as val_*, time since the start per epoch
+    assert hist["epoch"] == hist["val_epoch"] == [1, 2, 3, 4]
+    assert len(hist["train_loss"]) == len(hist["val_loss"]) == len(hist["time"]) == 4
+    assert hist["time"] == sorted(hist["time"])
+    assert hist["val_loss"][-1] == pytest.approx(hist["final"]["test_loss"])
     assert hist["final"]["train_loss"] < 0.5 * before and hist["final"]["test_acc"] > 0.9
     assert all(g > 0 for g in hist["grad_norm"])
 
@@ -100,10 +120,10 @@ def test_grad_norm_matches_manual_first_step():
     data = blobs(N=40)
     model = make_mlp(5, [8], 3, seed=0)
     reference = make_mlp(5, [8], 3, seed=0)
-    hist = train_model(model, data, TrainConfig(epochs=1, batch_size=40, lr=1e-3), progress=False)
+    hist = train_model(model, data, TrainConfig(epochs=1, batch_size=40, lr=1e-3), device=CPU, progress=False)
     loss = nn.CrossEntropyLoss()(reference(data.X_train), data.y_train)  # full batch: same order, same batch
     loss.backward()
-    manual = torch.sqrt(sum((p.grad ** 2).sum() for p in reference.parameters()))
+    manual = torch.sqrt(sum((p.grad**2).sum() for p in reference.parameters()))
     assert hist["step_loss"][0] == pytest.approx(loss.item(), rel=1e-5)
     assert hist["grad_norm"][0] == pytest.approx(manual.item(), rel=1e-5)
 
@@ -134,14 +154,16 @@ def test_random_labels_are_memorised_not_generalised():
     cfg = TrainConfig(epochs=100, batch_size=100, lr=1e-2, record_steps=False, eval_every=50)
     hist = random_label_experiment(data, hidden_dims=(64,), config=cfg, progress=False)
     assert hist["num_params"] == 50 * 64 + 64 + 64 * 4 + 4
+    assert hist["val_epoch"] == [50, 100] and len(hist["train_acc"]) == 100
     assert hist["final"]["train_acc"] > 0.9
     assert hist["final"]["test_acc"] < 0.5  # chance is 0.25
 
 
 def test_param_count_sweep_shapes_and_capacity():
     data = blobs(N=150, D=10, C=3)
-    res = param_count_sweep([1, 8], data, TrainConfig(epochs=30, batch_size=50, lr=1e-2, record_steps=False),
-                            progress=False)
+    res = param_count_sweep(
+        [1, 8], data, TrainConfig(epochs=30, batch_size=50, lr=1e-2, record_steps=False), progress=False
+    )
     np.testing.assert_array_equal(res["num_params"], [10 + 1 + 1 * 3 + 3, 10 * 8 + 8 + 8 * 3 + 3])
     assert res["train_acc"][1] > 0.95 and res["train_loss"][1] < res["train_loss"][0]
     with pytest.raises(ValueError, match="widths"):
@@ -151,19 +173,21 @@ def test_param_count_sweep_shapes_and_capacity():
 def test_jacobian_norm_of_linear_net_is_frobenius_of_weights():
     model = make_mlp(6, [], 4, seed=0)  # f(x) = W x + b
     X = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
-    assert jacobian_norm(model, X, batch_size=7) == pytest.approx(model[1].weight.norm().item(), rel=1e-5)
+    assert jacobian_norm(model, X, batch_size=7) == pytest.approx(model.net[0].weight.norm().item(), rel=1e-5)
 
 
 def test_jacobian_and_input_gradient_match_autograd_per_sample():
-    torch.manual_seed(0)
     model = make_mlp(5, [7], 3, activation="tanh", seed=0)
-    X, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
+    X, y = torch.randn(6, 5, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2])
     jac = [torch.autograd.functional.jacobian(lambda x: model(x[None])[0], X[i]).norm() for i in range(6)]
     assert jacobian_norm(model, X, batch_size=4) == pytest.approx(torch.stack(jac).mean().item(), rel=1e-5)
-    grads = [torch.autograd.functional.jacobian(
-        lambda x: nn.functional.cross_entropy(model(x[None]), y[i:i + 1]), X[i]).norm() for i in range(6)]
-    assert input_gradient_norm(model, X, y, batch_size=4) == pytest.approx(torch.stack(grads).mean().item(),
-                                                                           rel=1e-5)
+    grads = [
+        torch.autograd.functional.jacobian(
+            lambda x: nn.functional.cross_entropy(model(x[None]), y[i : i + 1]), X[i]
+        ).norm()
+        for i in range(6)
+    ]
+    assert input_gradient_norm(model, X, y, batch_size=4) == pytest.approx(torch.stack(grads).mean().item(), rel=1e-5)
 
 
 def test_hessian_top_eigenvalue_matches_full_hessian():
@@ -176,7 +200,7 @@ def test_hessian_top_eigenvalue_matches_full_hessian():
         offset, out = 0, X
         params = []
         for p in model.parameters():
-            params.append(flat[offset: offset + p.numel()].view_as(p))
+            params.append(flat[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         W1, b1, W2, b2 = params
         return nn.functional.cross_entropy(torch.tanh(out @ W1.T + b1) @ W2.T + b2, y)
@@ -234,8 +258,17 @@ def test_interpolate_models_endpoints_and_linearity():
 
 def test_batch_size_sweep_returns_all_measures():
     data = blobs(N=120, D=8)
-    res = batch_size_sweep([10, 120], data, (8,), TrainConfig(epochs=3, lr=1e-2, record_steps=False),
-                           num_eval=50, hessian_iters=5, lr_scaling="sqrt", base_batch_size=10, progress=False)
+    res = batch_size_sweep(
+        [10, 120],
+        data,
+        (8,),
+        TrainConfig(epochs=3, lr=1e-2, record_steps=False),
+        num_eval=50,
+        hessian_iters=5,
+        lr_scaling="sqrt",
+        base_batch_size=10,
+        progress=False,
+    )
     np.testing.assert_array_equal(res["steps"], [36, 3])
     np.testing.assert_allclose(res["lr"], [1e-2, 1e-2 * np.sqrt(12)])
     assert len(res["models"]) == 2 and np.all(res["jacobian_norm"] > 0) and np.all(np.isfinite(res["sharpness"]))
@@ -244,8 +277,9 @@ def test_batch_size_sweep_returns_all_measures():
 
 
 def test_mnist_tensors_if_available():
-    from common.data import DatasetNotFoundError
-    from common.dynamics import mnist_tensors
+    from common.data.images import DatasetNotFoundError
+    from common.experiments.dynamics import mnist_tensors
+
     try:
         data = mnist_tensors(300, 100, seed=0)
     except DatasetNotFoundError:
@@ -258,3 +292,64 @@ def test_mnist_tensors_if_available():
     assert (shuffled.y_train != data.y_train).float().mean() > 0.7
     with pytest.raises(ValueError, match="num_train"):
         mnist_tensors(0)
+
+
+def test_interrupted_training_leaves_nothing_behind(monkeypatch):
+    data = blobs(N=60)
+    cfg = TrainConfig(epochs=3, batch_size=20, lr=1e-2)
+    reference = train_model(make_mlp(5, [8], 3, seed=0), data, cfg, device=CPU, progress=False)
+    model, steps = make_mlp(5, [8], 3, seed=0), []
+
+    class FailingMidway(nn.Module):  # a loss that raises in the middle of the second epoch
+        def forward(self, out, y):
+            steps.append(1)
+            if len(steps) == 5:
+                raise KeyboardInterrupt("interrupted")
+            return nn.functional.cross_entropy(out, y)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training_module, "loss_function", lambda name, reduction="mean": FailingMidway())
+        with pytest.raises(KeyboardInterrupt):
+            train_model(model, data, cfg, device=CPU, progress=False)
+    assert len(steps) == 5
+    again = train_model(make_mlp(5, [8], 3, seed=0), data, cfg, device=CPU, progress=False)
+    assert again["step_loss"] == pytest.approx(reference["step_loss"], rel=1e-6)
+    assert again["final"]["test_loss"] == pytest.approx(reference["final"]["test_loss"], rel=1e-6)
+
+
+def _global_rng_state():
+    return torch.get_rng_state().clone(), np.random.get_state()
+
+
+def _assert_same_rng(before):
+    torch_state, np_state = _global_rng_state()
+    assert torch.equal(torch_state, before[0]), "the global torch generator was used"
+    assert (
+        np_state[0] == before[1][0] and np.array_equal(np_state[1], before[1][1]) and np_state[2:] == before[1][2:]
+    ), "NumPy's global generator was used"
+
+
+def test_entry_points_take_a_device_and_leave_global_rng_alone():
+    before = _global_rng_state()
+    data, fn_data = blobs(N=40, D=4, C=3), function_data(num_train=16, num_test=8)
+    quick = TrainConfig(epochs=2, batch_size=20, lr=1e-2, record_steps=False)
+    mse = TrainConfig(epochs=4, batch_size=16, lr=1e-2, loss="mse", snapshot_every=2)
+    model = make_mlp(4, [5], 3)  # seed None: a fresh seed from the OS, never the global generator
+    hist = train_model(model, data, quick, device=CPU, progress=False)
+    fit = fit_function([4], fn_data, mse, device=CPU, progress=False)
+    depths = compare_depths({"1 x 4": [4]}, fn_data, mse, device=CPU, progress=False)
+    sweep = param_count_sweep([2, 3], data, quick, device=CPU, progress=False)
+    rand = random_label_experiment(data, hidden_dims=(6,), config=quick, device=CPU, progress=False)
+    traj = weight_trajectories([3], fn_data, mse, num_runs=2, device=CPU, progress=False)
+    bs = batch_size_sweep([10, 40], data, (5,), quick, num_eval=20, hessian_iters=3, device=CPU, progress=False)
+    interp = interpolate_models(bs["models"][0], bs["models"][1], data, alphas=[0.0, 1.0], device=CPU, progress=False)
+    sharp = hessian_top_eigenvalue(model, data.X_train, data.y_train, num_iters=3, device=CPU)
+    jac = jacobian_norm(model, data.X_train, device=CPU)
+    grad = input_gradient_norm(model, data.X_train, data.y_train, device=CPU)
+    shuffled = shuffle_labels(data.y_train, seed=1)
+    _assert_same_rng(before)
+    assert len(hist["epoch"]) == 2 and isinstance(fit["prediction"], np.ndarray)
+    assert len(depths["1 x 4"]) == 1 and sweep["time"].shape == (2,) and rand["num_params"] > 0
+    assert traj["snapshots"].shape[:2] == (2, 3) and interp["train_loss"].shape == (2,)
+    assert all(np.isfinite(v) for v in (sharp, jac, grad)) and len(shuffled) == 40
+    assert all(p.device.type == "cpu" for p in fit["model"].parameters())

@@ -1,4 +1,5 @@
 """TwoLayerNet, FullyConnectedNet and the affine sandwiches: numeric gradients, a PyTorch twin, bad arguments."""
+
 import numpy as np
 import pytest
 import torch
@@ -60,8 +61,10 @@ def test_affine_norm_relu_sandwich(normalization):
     dx, dw, db, dgamma, dbeta = affine_norm_relu_backward(dout, cache)
     args = [x, w, b, gamma, beta]
     for i, analytic in enumerate([dx, dw, db, dgamma, dbeta]):
+
         def fi(v, i=i):
             return f(*[v if j == i else a for j, a in enumerate(args)])
+
         assert _close(analytic, eval_numerical_gradient_array(fi, args[i], dout), 1e-6)
     with pytest.raises(ValueError, match="normalization"):
         affine_norm_relu_forward(x, w, b, gamma, beta, {}, "groupnorm")
@@ -79,10 +82,13 @@ def test_two_layer_net_cs231n_values_and_grads():
     model.params["b2"] = np.linspace(-0.9, 0.1, num=C)
     X = np.linspace(-5.5, 4.5, num=N * D).reshape(D, N).T
     scores = model.loss(X)
-    correct_scores = np.array([
-        [11.53165108, 12.2917344, 13.05181771, 13.81190102, 14.57198434, 15.33206765, 16.09215096],
-        [12.05769098, 12.74614105, 13.43459113, 14.1230412, 14.81149128, 15.49994135, 16.18839143],
-        [12.58373087, 13.20054771, 13.81736455, 14.43418138, 15.05099822, 15.66781506, 16.2846319]])
+    correct_scores = np.array(
+        [
+            [11.53165108, 12.2917344, 13.05181771, 13.81190102, 14.57198434, 15.33206765, 16.09215096],
+            [12.05769098, 12.74614105, 13.43459113, 14.1230412, 14.81149128, 15.49994135, 16.18839143],
+            [12.58373087, 13.20054771, 13.81736455, 14.43418138, 15.05099822, 15.66781506, 16.2846319],
+        ]
+    )
     assert rel_error(scores, correct_scores) < 1e-6
     y = np.array([0, 5, 1])
     assert abs(model.loss(X, y)[0] - 3.4702243556) < 1e-10
@@ -101,8 +107,16 @@ def test_two_layer_net_cs231n_values_and_grads():
 def test_fc_net_numeric_gradients(normalization, reg):
     N, D, C = 4, 15, 10
     X, y = _data(N, D, C)
-    model = FullyConnectedNet([20, 30], input_dim=D, num_classes=C, normalization=normalization, reg=reg,
-                              weight_scale=5e-2, dtype=np.float64, seed=0)
+    model = FullyConnectedNet(
+        [20, 30],
+        input_dim=D,
+        num_classes=C,
+        normalization=normalization,
+        reg=reg,
+        weight_scale=5e-2,
+        dtype=np.float64,
+        seed=0,
+    )
     loss = _check_model_grads(model, X, y, tol=1e-5)
     if reg == 0 and normalization is None:
         assert abs(loss - np.log(C)) < 0.5  # small weights: roughly uniform predictions
@@ -111,8 +125,9 @@ def test_fc_net_numeric_gradients(normalization, reg):
 def test_fc_net_dropout_gradients_with_fixed_seed():
     N, D, C = 3, 15, 10
     X, y = _data(N, D, C)
-    model = FullyConnectedNet([20, 30], input_dim=D, num_classes=C, dropout_keep_ratio=0.5,
-                              weight_scale=5e-2, dtype=np.float64, seed=123)
+    model = FullyConnectedNet(
+        [20, 30], input_dim=D, num_classes=C, dropout_keep_ratio=0.5, weight_scale=5e-2, dtype=np.float64, seed=123
+    )
     _check_model_grads(model, X, y, tol=1e-5)
     assert np.array_equal(model.loss(X), model.loss(X)), "test mode must be deterministic"
 
@@ -123,8 +138,9 @@ def test_fc_net_matches_torch_twin(hidden_dims):
     N, D, C, reg = 5, 12, 4, 0.3
     X, y = _data(N, D, C, seed=3)
     X = X.reshape(N, 3, 2, 2)  # any input shape that flattens to D
-    model = FullyConnectedNet(hidden_dims, input_dim=D, num_classes=C, reg=reg, weight_scale=0.3,
-                              dtype=np.float64, seed=4)
+    model = FullyConnectedNet(
+        hidden_dims, input_dim=D, num_classes=C, reg=reg, weight_scale=0.3, dtype=np.float64, seed=4
+    )
     loss, grads = model.loss(X, y)
     tp = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
     h = torch.tensor(X).reshape(N, -1)
@@ -132,7 +148,9 @@ def test_fc_net_matches_torch_twin(hidden_dims):
     for i in range(1, L):
         h = torch.relu(h @ tp[f"W{i}"] + tp[f"b{i}"])
     scores = h @ tp[f"W{L}"] + tp[f"b{L}"]
-    t_loss = F.cross_entropy(scores, torch.tensor(y)) + 0.5 * reg * sum((tp[f"W{i}"] ** 2).sum() for i in range(1, L + 1))
+    t_loss = F.cross_entropy(scores, torch.tensor(y)) + 0.5 * reg * sum(
+        (tp[f"W{i}"] ** 2).sum() for i in range(1, L + 1)
+    )
     t_loss.backward()
     assert abs(loss - t_loss.item()) < 1e-12
     assert rel_error(model.loss(X), scores.detach().numpy()) < 1e-12

@@ -1,13 +1,16 @@
 """get_datasets.sh / common.data.fetch: mirror, download, checksums, atomic installs, reporting."""
+
 import hashlib
 import http.server
+import json
 import tarfile
 import threading
 from pathlib import Path
 
 import pytest
 
-from common.data import fetch, load_cifar10, load_mnist
+from common.data import fetch
+from common.data.images import load_cifar10, load_mnist
 from tests.conftest import write_cifar_batches, write_idx_dataset
 
 
@@ -27,8 +30,10 @@ def source(tmp_path):
 @pytest.fixture
 def no_offline(monkeypatch):
     """Make the offline package source fail, so a test sees only the sources it sets up."""
+
     def refuse(*args):
         raise fetch.FetchError("offline source disabled in this test")
+
     monkeypatch.setattr(fetch, "OFFLINE_SOURCES", {"mnist": refuse, "fashion_mnist": refuse})
 
 
@@ -156,6 +161,21 @@ def test_cifar_from_mirror_verified_and_loadable(tmp_path, monkeypatch):
     batch.write_bytes(batch.read_bytes()[:100])
     assert not fetch._manifest_valid(root / "cifar-10-batches-py")
     assert fetch.fetch_cifar10(root, mirror=tar_path.parent, allow_download=False).source.startswith("mirror")
+
+
+def test_cifar_manifest_of_earlier_installs_is_checked_by_size(tmp_path, monkeypatch):
+    """Installs made before manifests held MD5s record sizes only: kept while the sizes match."""
+    tar_path = make_cifar_tar(tmp_path)
+    monkeypatch.setattr(fetch, "CIFAR10_MD5", md5_of(tar_path))
+    root = tmp_path / "data"
+    assert fetch.fetch_cifar10(root, mirror=tar_path.parent, allow_download=False).ok
+    folder = root / "cifar-10-batches-py"
+    manifest = folder / fetch.MANIFEST
+    manifest.write_text(json.dumps({name: entry["size"] for name, entry in json.loads(manifest.read_text()).items()}))
+    assert fetch.fetch_cifar10(root, mirror=None, allow_download=False).ok
+    size = (folder / "test_batch").stat().st_size
+    (folder / "test_batch").write_bytes(b"short")
+    assert fetch._folder_problems(folder) == [f"test_batch was corrupt (5 bytes, not {size})"]
 
 
 def test_corrupt_cifar_archive_is_rejected(tmp_path):

@@ -1,4 +1,6 @@
-"""Tests for common.torch_models.gan: shapes and layouts, losses against closed forms, training loop, checkpoints."""
+"""Tests for common.torch_models.gan (shapes and layouts, losses against closed forms, sampling) and
+common.experiments.gan (training loop, weight averaging, checkpoints, cache)."""
+
 import math
 
 import numpy as np
@@ -6,21 +8,43 @@ import pytest
 import torch
 from torch import nn
 
-from common.torch_models.gan import (
-    DCGANConfig, GANConfig, GANTrainConfig, build_gan, discriminator_loss, from_gan_range, generate,
-    ema_generator, generator_loss, interpolate_latents, ls_discriminator_loss, ls_generator_loss,
-    recalibrate_batchnorm, sample_noise, to_gan_range, train_gan, train_gan_cached,
+from common.experiments.gan import (
+    GANTrainConfig,
+    ema_generator,
+    gan_cache_entry,
+    recalibrate_batchnorm,
+    train_gan,
+    train_gan_cached,
 )
+from common.torch_models.gan import (
+    DCGANConfig,
+    GANConfig,
+    build_gan,
+    discriminator_loss,
+    from_gan_range,
+    generate,
+    generator_loss,
+    interpolate_latents,
+    ls_discriminator_loss,
+    ls_generator_loss,
+    sample_noise,
+    to_gan_range,
+)
+from common.training.checkpoint import cache_entry
 
 CPU = torch.device("cpu")
-
 
 
 def test_mlp_layout_matches_cs324():
     G, D = build_gan(GANConfig(), seed=0)
     g_linears = [m for m in G.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in g_linears] == [
-        (100, 128), (128, 256), (256, 512), (512, 1024), (1024, 784)]
+        (100, 128),
+        (128, 256),
+        (256, 512),
+        (512, 1024),
+        (1024, 784),
+    ]
     assert sum(isinstance(m, nn.BatchNorm1d) for m in G.modules()) == 3
     assert all(m.negative_slope == 0.2 for m in G.modules() if isinstance(m, nn.LeakyReLU))
     assert isinstance(list(G.modules())[-1], nn.Tanh)
@@ -72,8 +96,10 @@ def test_losses_against_closed_forms():
     big = torch.tensor([100.0, -100.0])
     assert torch.isfinite(discriminator_loss(big, -big)) and torch.isfinite(generator_loss(-big))
     # least squares
-    assert math.isclose(ls_discriminator_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])).item(),
-                        0.5 * (0 + 4) / 2 + 0.5 * (0 + 4) / 2)
+    assert math.isclose(
+        ls_discriminator_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])).item(),
+        0.5 * (0 + 4) / 2 + 0.5 * (0 + 4) / 2,
+    )
     assert math.isclose(ls_generator_loss(torch.tensor([1.0, -1.0])).item(), 0.5 * (0 + 4) / 2)
 
 
@@ -134,14 +160,13 @@ def test_training_learns_a_single_mode(loss):
     X, target = _toy_data()
     G, D = build_gan(GANConfig(g_hidden=(32, 64), d_hidden=(64,)), seed=0)
     before = generate(G, num=16)
-    config = GANTrainConfig(num_steps=150, batch_size=32, lr_g=2e-3, lr_d=2e-3, loss=loss, num_samples=9,
-                            log_every=10)
+    config = GANTrainConfig(num_steps=150, batch_size=32, lr_g=2e-3, lr_d=2e-3, loss=loss, num_samples=9, log_every=10)
     history = train_gan(G, D, X, config, device=CPU, progress=False)
     after = generate(G, num=16)
     target01 = (target.numpy() + 1) / 2
     err_before = np.abs(before - target01).mean()
     err_after = np.abs(after - target01).mean()
-    assert err_after < 0.6 * err_before, (err_before, err_after)  # measured: 0.50 -> 0.22 (NS), 0.24 (LS)
+    assert err_after < 0.6 * err_before, (err_before, err_after)
     assert history["step"][-1] == 150 and len(history["d_loss"]) == 15 == len(history["g_loss"])
     assert sorted(history["samples"]) == [0, 75, 150]
     assert history["samples"][0].shape == (9, 1, 28, 28)
@@ -163,61 +188,108 @@ def test_training_is_reproducible_and_rejects_bad_input():
     with pytest.raises(ValueError, match="loss must be one of"):
         GANTrainConfig(loss="wasserstein")
     with pytest.raises(ValueError, match="sample_steps"):
-        train_gan(G, D, X, GANTrainConfig(num_steps=5, batch_size=16, sample_steps=(9,)), device=CPU,
-                  progress=False)
+        train_gan(G, D, X, GANTrainConfig(num_steps=5, batch_size=16, sample_steps=(9,)), device=CPU, progress=False)
+
+
+class Stop(Exception):
+    """An interruption (as a KeyboardInterrupt or a killed kernel would be) raised from the callback."""
 
 
 def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
     X, _ = _toy_data(64)
     small = GANConfig(g_hidden=(16, 32), d_hidden=(16,))
-    config = GANTrainConfig(num_steps=6, batch_size=16, log_every=1, checkpoint_every=3)
+    config = GANTrainConfig(num_steps=6, batch_size=16, log_every=1, checkpoint_every=2)
     G, D = build_gan(small, seed=0)
     seen = []
     full = train_gan(G, D, X, config, device=CPU, progress=False, callback=lambda step, G: seen.append(step) or step)
-    assert seen == [3, 6] and full["callback"] == [(3, 3), (6, 6)]
+    assert seen == [2, 4, 6] and full["callback"] == [(2, 2), (4, 4), (6, 6)] and full["resumed_from"] == 0
 
-    class Stop(Exception):
-        pass
+    def stop_at_4(step, G):
+        if step == 4:
+            raise Stop  # before the step-4 checkpoint: the step-2 one is the last
+        return step
 
-    def stop_at_3(step, G):
-        if step == 3:
-            raise Stop  # an interruption right after the step-3 checkpoint
-
-    path = tmp_path / "ckpt.pt"
+    entry = cache_entry("gan", "toy", "0123456789abcdef", root=tmp_path)
     G2, D2 = build_gan(small, seed=0)
     with pytest.raises(Stop):
-        train_gan(G2, D2, X, config, device=CPU, checkpoint_path=path, callback=stop_at_3, progress=False)
-    assert torch.load(path, weights_only=False)["step"] == 3
+        train_gan(G2, D2, X, config, device=CPU, entry=entry, callback=stop_at_4, progress=False)
+    assert not entry.exists() and entry.partial.load()["step"] == 2
+    with pytest.raises(ValueError, match="another model or training config"):
+        train_gan(G2, D2, X, GANTrainConfig(num_steps=7, batch_size=16), device=CPU, entry=entry, progress=False)
     G3, D3 = build_gan(small, seed=5)  # other init: everything must come from the checkpoint
-    resumed = train_gan(G3, D3, X, config, device=CPU, checkpoint_path=path, progress=False)
-    assert resumed["d_loss"] == full["d_loss"] and resumed["g_loss"] == full["g_loss"]
+    resumed = train_gan(G3, D3, X, config, device=CPU, entry=entry, progress=False, callback=lambda step, G: step)
+    assert resumed["resumed_from"] == 2 and resumed["callback"] == full["callback"]
+    assert resumed["step"] == full["step"] and resumed["d_loss"] == full["d_loss"]
+    assert resumed["g_loss"] == full["g_loss"] and resumed["d_real"] == full["d_real"]
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G3.state_dict().values()))
     # the weight average is checkpointed too (BatchNorm statistics recalibrated the same way at the end)
-    assert all(torch.equal(a, b) for a, b in zip(full["G_ema"].state_dict().values(),
-                                                 resumed["G_ema"].state_dict().values()))
-    with pytest.raises(ValueError, match="another training config"):
-        train_gan(G3, D3, X, GANTrainConfig(num_steps=7, batch_size=16), device=CPU, checkpoint_path=path,
-                  progress=False)
+    assert all(
+        torch.equal(a, b) for a, b in zip(full["G_ema"].state_dict().values(), resumed["G_ema"].state_dict().values())
+    )
+    assert all(np.array_equal(full["samples"][k], resumed["samples"][k]) for k in full["samples"])
+    # the time since the start carries on across the interruption
+    assert np.all(np.diff(resumed["time"]) >= 0) and 0 < resumed["train_time"] <= resumed["time"][-1]
+    assert entry.exists() and not entry.partial.exists()  # finished: the result saved, the partial gone
 
 
-def test_cached_training_is_keyed_by_config(tmp_path):
+def test_resume_is_exact_when_checkpoints_split_a_log_window(tmp_path):
+    X, _ = _toy_data(64)
+    small = GANConfig(g_hidden=(16, 32), d_hidden=(16,))
+    config = GANTrainConfig(num_steps=9, batch_size=16, log_every=4, checkpoint_every=3, ema_decay=None)
+    full = train_gan(*build_gan(small, seed=0), X, config, device=CPU, progress=False)
+    entry = cache_entry("gan", "toy", "0123456789abcdef", root=tmp_path)
+
+    def stop_at_6(step, G):
+        if step == 6:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_gan(*build_gan(small, seed=0), X, config, device=CPU, entry=entry, callback=stop_at_6, progress=False)
+    resumed = train_gan(*build_gan(small, seed=0), X, config, device=CPU, entry=entry, progress=False)
+    assert resumed["resumed_from"] == 3 and resumed["step"] == full["step"] == [4, 8, 9]
+    assert resumed["d_loss"] == full["d_loss"] and resumed["g_loss"] == full["g_loss"]
+
+
+def test_cached_training_is_keyed_by_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
     X, _ = _toy_data(64)
     small = GANConfig(g_hidden=(16, 32), d_hidden=(16,))
     config = GANTrainConfig(num_steps=4, batch_size=16)
     G1, D1 = build_gan(small, seed=0)
-    h1 = train_gan_cached(G1, D1, X, config, tmp_path, "toy", device=CPU, progress=False)
+    h1 = train_gan_cached(G1, D1, X, config, name="toy", device=CPU, progress=False)
+    path = gan_cache_entry("toy", small, config, X).path
+    assert path.parent == tmp_path / "gan" and path.is_file() and not list(tmp_path.rglob("*.partial.pt"))
+    calls = []
     G2, D2 = build_gan(small, seed=1)
-    h2 = train_gan_cached(G2, D2, X, config, tmp_path, "toy", device=CPU, progress=False)
-    assert not h1["from_cache"] and h2["from_cache"]
+    h2 = train_gan_cached(
+        G2, D2, X, config, name="toy", device=CPU, progress=False, callback=lambda step, G: calls.append(step)
+    )
+    assert not h1["from_cache"] and h2["from_cache"] and calls == []  # loaded, not trained
+    assert h2["d_loss"] == h1["d_loss"] and h2["time"] == h1["time"] and h2["train_time"] == h1["train_time"]
     assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(D1.state_dict().values(), D2.state_dict().values()))
     assert all(torch.equal(a, b) for a, b in zip(h1["G_ema"].state_dict().values(), h2["G_ema"].state_dict().values()))
     assert not h2["G_ema"].training
     G3, D3 = build_gan(small, seed=0)
-    h3 = train_gan_cached(G3, D3, X, GANTrainConfig(num_steps=4, batch_size=16, lr_g=5e-4), tmp_path, "toy",
-                          device=CPU, progress=False)
+    h3 = train_gan_cached(
+        G3, D3, X, GANTrainConfig(num_steps=4, batch_size=16, lr_g=5e-4), name="toy", device=CPU, progress=False
+    )
     assert not h3["from_cache"]
     G4, D4 = build_gan(GANConfig(g_hidden=(16, 16), d_hidden=(16,)), seed=0)
-    assert not train_gan_cached(G4, D4, X, config, tmp_path, "toy", device=CPU, progress=False)["from_cache"]
+    assert not train_gan_cached(G4, D4, X, config, name="toy", device=CPU, progress=False)["from_cache"]
+    G5, D5 = build_gan(small, seed=0)  # other images, same shape: another key
+    assert not train_gan_cached(G5, D5, -X, config, name="toy", device=CPU, progress=False)["from_cache"]
+    assert len(list((tmp_path / "gan").glob("toy-*.pt"))) == 4
+
+
+def test_cache_false_reads_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    X, _ = _toy_data(64)
+    G, D = build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0)
+    history = train_gan_cached(
+        G, D, X, GANTrainConfig(num_steps=2, batch_size=16), name="toy", device=CPU, progress=False, cache=False
+    )
+    assert not history["from_cache"] and not any(tmp_path.iterdir())
 
 
 def test_ema_generator_follows_the_warmed_up_average():
@@ -270,6 +342,13 @@ def test_training_without_ema_samples_the_raw_generator():
     assert history["G_ema"] is None and all(g is G for g in seen)
     G2, D2 = build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0)
     seen.clear()
-    history = train_gan(G2, D2, X, GANTrainConfig(num_steps=4, batch_size=16, checkpoint_every=2), device=CPU,
-                        progress=False, callback=lambda step, g: seen.append(g))
+    history = train_gan(
+        G2,
+        D2,
+        X,
+        GANTrainConfig(num_steps=4, batch_size=16, checkpoint_every=2),
+        device=CPU,
+        progress=False,
+        callback=lambda step, g: seen.append(g),
+    )
     assert history["G_ema"] is seen[-1] and seen[-1] is not G2

@@ -1,4 +1,5 @@
 """gradient_check helpers against functions whose gradients are known in closed form."""
+
 import numpy as np
 import pytest
 
@@ -32,8 +33,8 @@ def test_eval_numerical_gradient_quadratic_and_restores_x():
 
 def test_eval_numerical_gradient_multidimensional_and_verbose(capsys):
     x = np.arange(6, dtype=np.float64).reshape(2, 3)
-    grad = eval_numerical_gradient(lambda v: np.sum(v ** 3), x, verbose=True)
-    assert rel_error(grad, 3 * x ** 2) < 1e-8
+    grad = eval_numerical_gradient(lambda v: np.sum(v**3), x, verbose=True)
+    assert rel_error(grad, 3 * x**2) < 1e-8
     assert "(1, 2)" in capsys.readouterr().out
 
 
@@ -52,7 +53,7 @@ def test_grad_check_sparse_separates_right_from_wrong(capsys):
     x = rng.standard_normal((5, 6))
 
     def f(v):
-        return np.sum(v ** 2)
+        return np.sum(v**2)
 
     good = grad_check_sparse(f, x, 2 * x, num_checks=8, rng=0)
     assert len(good) == 8 and max(good) < 1e-8
@@ -61,3 +62,17 @@ def test_grad_check_sparse_separates_right_from_wrong(capsys):
     assert min(bad) > 0.1
     with pytest.raises(ValueError, match="analytic_grad"):
         grad_check_sparse(f, x, np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda x: eval_numerical_gradient(lambda v: np.sum(v**2), x, verbose=False),
+        lambda x: eval_numerical_gradient_array(lambda v: v**2, x, np.ones(3)),
+        lambda x: grad_check_sparse(lambda v: np.sum(v**2), x, 2 * x, verbose=False),
+    ],
+)
+def test_integer_x_is_a_value_error(check):
+    # x is perturbed in place by +-h: an integer array would truncate that to 0 and report a zero gradient
+    with pytest.raises(ValueError, match="floating-point"):
+        check(np.arange(3))

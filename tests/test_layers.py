@@ -1,4 +1,5 @@
 """Core NumPy layers against two oracles: float64 centred differences and PyTorch autograd."""
+
 import numpy as np
 import pytest
 import torch
@@ -77,8 +78,9 @@ ACTIVATIONS = {
 def test_relu_forward_matches_cs231n_values():
     x = np.linspace(-0.5, 0.5, num=12).reshape(3, 4)
     out, _ = layers.relu_forward(x)
-    expected = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.04545455, 0.13636364],
-                         [0.22727273, 0.31818182, 0.40909091, 0.5]])
+    expected = np.array(
+        [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.04545455, 0.13636364], [0.22727273, 0.31818182, 0.40909091, 0.5]]
+    )
     assert rel_error(out, expected) < 5e-8
 
 
@@ -170,8 +172,9 @@ def test_batchnorm_forward_train_statistics_and_torch(N, D):
     assert np.allclose(xhat.mean(axis=0), 0, atol=1e-10)
     assert np.allclose(xhat.std(axis=0), 1, atol=1e-3)  # eps=1e-5 makes it slightly below 1
     rm, rv = torch.zeros(D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64)
-    t_out = F.batch_norm(torch.tensor(x), rm, rv, torch.tensor(gamma), torch.tensor(beta),
-                         training=True, momentum=0.1, eps=1e-5)
+    t_out = F.batch_norm(
+        torch.tensor(x), rm, rv, torch.tensor(gamma), torch.tensor(beta), training=True, momentum=0.1, eps=1e-5
+    )
     assert rel_error(out, t_out.numpy()) < TORCH_TOL
     # running averages: momentum 0.9 (torch's 0.1), but the BIASED batch variance (torch keeps the unbiased one)
     assert rel_error(bn_param["running_mean"], rm.numpy()) < TORCH_TOL
@@ -216,7 +219,8 @@ def test_batchnorm_backward(N, D, backward):
     assert rel_error(dgamma, eval_numerical_gradient_array(lambda g: f(x, g, beta), gamma, dout)) < NUM_TOL
     assert rel_error(dbeta, eval_numerical_gradient_array(lambda b: f(x, gamma, b), beta, dout)) < NUM_TOL
     _, (tdx, tdg, tdb) = _torch_grads(
-        lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True, eps=1e-5), [x, gamma, beta], dout)
+        lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True, eps=1e-5), [x, gamma, beta], dout
+    )
     assert rel_error(dx, tdx) < 1e-8 and rel_error(dgamma, tdg) < TORCH_TOL and rel_error(dbeta, tdb) < TORCH_TOL
 
 
@@ -256,8 +260,7 @@ def test_layernorm(N, D):
     assert rel_error(dx, eval_numerical_gradient_array(lambda x: f(x, gamma, beta), x, dout)) < 1e-6
     assert rel_error(dgamma, eval_numerical_gradient_array(lambda g: f(x, g, beta), gamma, dout)) < NUM_TOL
     assert rel_error(dbeta, eval_numerical_gradient_array(lambda b: f(x, gamma, b), beta, dout)) < NUM_TOL
-    t_out, (tdx, tdg, tdb) = _torch_grads(lambda x, g, b: F.layer_norm(x, (D,), g, b, eps=1e-5),
-                                          [x, gamma, beta], dout)
+    t_out, (tdx, tdg, tdb) = _torch_grads(lambda x, g, b: F.layer_norm(x, (D,), g, b, eps=1e-5), [x, gamma, beta], dout)
     assert rel_error(out, t_out) < TORCH_TOL
     assert rel_error(dx, tdx) < 1e-8 and rel_error(dgamma, tdg) < TORCH_TOL and rel_error(dbeta, tdb) < TORCH_TOL
 

@@ -1,13 +1,25 @@
 """Module-style NumPy MLP: every module against numeric gradients (float64) and PyTorch autograd."""
+
 import numpy as np
 import pytest
 import torch
 
 from common.classifiers.mlp import (
-    MLP, CrossEntropy, LeakyReLU, Linear, ReLU, Sigmoid, SoftMax, Tanh, evaluate_mlp, init_std, layer_statistics,
-    penalty, train_mlp,
+    MLP,
+    CrossEntropy,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    SoftMax,
+    Tanh,
+    evaluate_mlp,
+    init_std,
+    layer_statistics,
+    penalty,
+    train_mlp,
 )
-from common.data import make_moons
+from common.data.generators import make_moons
 from common.gradient_check import eval_numerical_gradient, rel_error
 
 RTOL, ATOL = 1e-6, 1e-8  # agreement with torch autograd in float64
@@ -39,13 +51,17 @@ def _x(rng, shape=(4, 5)):
     return x + 0.1 * np.sign(x)
 
 
-@pytest.mark.parametrize("module, torch_fn", [
-    (ReLU(), torch.relu),
-    (LeakyReLU(0.1), lambda t: torch.nn.functional.leaky_relu(t, 0.1)),
-    (Sigmoid(), torch.sigmoid),
-    (Tanh(), torch.tanh),
-    (SoftMax(), lambda t: torch.softmax(t, dim=1)),
-], ids=["relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize(
+    "module, torch_fn",
+    [
+        (ReLU(), torch.relu),
+        (LeakyReLU(0.1), lambda t: torch.nn.functional.leaky_relu(t, 0.1)),
+        (Sigmoid(), torch.sigmoid),
+        (Tanh(), torch.tanh),
+        (SoftMax(), lambda t: torch.softmax(t, dim=1)),
+    ],
+    ids=["relu", "leaky_relu", "sigmoid", "tanh", "softmax"],
+)
 def test_elementwise_modules(module, torch_fn):
     rng = np.random.default_rng(0)
     check_module(module, torch_fn, _x(rng), rng)
@@ -138,10 +154,16 @@ def test_whole_mlp_gradients(activation):
     penalty(model, l1, l2, add_grads=True)
 
     # torch oracle
-    act = {"relu": torch.relu, "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01),
-           "sigmoid": torch.sigmoid, "tanh": torch.tanh}[activation]
-    params = [(torch.tensor(lin.params["weight"], requires_grad=True), torch.tensor(lin.params["bias"], requires_grad=True))
-              for lin in model.linear_layers]
+    act = {
+        "relu": torch.relu,
+        "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01),
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+    }[activation]
+    params = [
+        (torch.tensor(lin.params["weight"], requires_grad=True), torch.tensor(lin.params["bias"], requires_grad=True))
+        for lin in model.linear_layers
+    ]
     Xt = torch.tensor(X, requires_grad=True)
     h = Xt
     for i, (W, b) in enumerate(params):
@@ -149,7 +171,7 @@ def test_whole_mlp_gradients(activation):
         if i < len(params) - 1:
             h = act(h)
     loss_t = torch.nn.functional.cross_entropy(h, torch.tensor(y))
-    loss_t = loss_t + sum(l1 * W.abs().sum() + 0.5 * l2 * (W ** 2).sum() for W, _ in params)
+    loss_t = loss_t + sum(l1 * W.abs().sum() + 0.5 * l2 * (W**2).sum() for W, _ in params)
     loss_t.backward()
     assert abs(_loss_with_penalty(model, X, y, l1, l2) - loss_t.item()) < 1e-10
     np.testing.assert_allclose(dX, Xt.grad.numpy(), rtol=RTOL, atol=ATOL)
@@ -182,8 +204,19 @@ def test_training_learns_moons(method):
     X, y = make_moons(300, noise=0.1, seed=0)
     model = MLP(2, [16, 16], 2, seed=0)
     epochs = {"batch": 150, "sgd": 15, "minibatch": 40}[method]
-    hist = train_mlp(model, X, y, X, y, method=method, batch_size=16, learning_rate=0.5 if method == "batch" else 0.05,
-                     epochs=epochs, seed=0, progress=False)
+    hist = train_mlp(
+        model,
+        X,
+        y,
+        X,
+        y,
+        method=method,
+        batch_size=16,
+        learning_rate=0.5 if method == "batch" else 0.05,
+        epochs=epochs,
+        seed=0,
+        progress=False,
+    )
     assert len(hist["train_loss"]) == epochs == len(hist["val_acc"]) == len(hist["time"])
     assert np.all(np.diff(hist["time"]) >= 0)
     assert hist["steps_per_epoch"] == {"batch": 1, "sgd": 300, "minibatch": 19}[method]
@@ -217,7 +250,8 @@ def test_layer_statistics_show_vanishing_with_sigmoid_naive():
     bad = layer_statistics(MLP(2, [32] * 6, 2, activation="sigmoid", init="naive", seed=0), X, y)
     good = layer_statistics(MLP(2, [32] * 6, 2, activation="tanh", init="xavier", seed=0), X, y)
     assert len(bad["act_std"]) == 6 and bad["activations"][0].shape == (200, 32)
-    # sigmoid + tiny weights: every sample maps to the same ~0.5 vector, and the first layer's gradient is orders of magnitude smaller
+    # sigmoid + tiny weights: every sample maps to the same ~0.5 vector, and the first layer's gradient is
+    # orders of magnitude smaller
     assert bad["act_std"][-1] < 1e-6 * bad["act_std"][0] and abs(bad["act_mean"][-1] - 0.5) < 1e-2
     assert bad["weight_grad_std"][0] < 1e-4 * bad["weight_grad_std"][-1]
     assert good["weight_grad_std"][0] > 1e-2 * good["weight_grad_std"][-1]

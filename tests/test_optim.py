@@ -1,4 +1,5 @@
 """Update rules against their formulas and against torch.optim where the two coincide."""
+
 import numpy as np
 import pytest
 import torch
@@ -66,7 +67,7 @@ def test_rmsprop_formula_and_torch():
     w, config = _run_ours(optim.rmsprop, w0, grads, {"learning_rate": 1e-2})
     cache, w_ref = np.zeros_like(w0), w0.copy()
     for g in grads:
-        cache = 0.99 * cache + 0.01 * g ** 2
+        cache = 0.99 * cache + 0.01 * g**2
         w_ref = w_ref - 1e-2 * g / (np.sqrt(cache) + 1e-8)
     assert rel_error(w, w_ref) < 1e-12 and rel_error(config["cache"], cache) < 1e-12
     # torch.optim.RMSprop: square_avg = alpha sa + (1 - alpha) g^2; w -= lr g / (sqrt(sa) + eps): identical
@@ -80,8 +81,8 @@ def test_adam_formula_and_torch():
     m, v, w_ref = np.zeros_like(w0), np.zeros_like(w0), w0.copy()
     for t, g in enumerate(grads, start=1):
         m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g ** 2
-        w_ref = w_ref - 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        v = 0.999 * v + 0.001 * g**2
+        w_ref = w_ref - 1e-2 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
     assert config["t"] == len(grads)
     assert rel_error(config["m"], m) < 1e-12 and rel_error(config["v"], v) < 1e-12  # uncorrected moments
     assert rel_error(w, w_ref) < 1e-12

@@ -1,15 +1,24 @@
-"""PalindromeDataset and the palindrome training helpers."""
+"""PalindromeDataset, the palindrome training helpers and the cached accuracy-vs-length sweep."""
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from common.data import PalindromeDataset
-from common.data.palindrome import all_palindromes, encode_digits, make_palindromes
-from common.palindrome_training import (accuracy_vs_length, input_gradient_norms, palindrome_accuracy,
-                                        train_palindrome)
+import common.experiments.palindrome as palindrome_module
+from common.data.palindrome import PalindromeDataset, all_palindromes, encode_digits, make_palindromes
+from common.experiments.palindrome import (
+    SampledBatches,
+    accuracy_vs_length,
+    input_gradient_norms,
+    palindrome_accuracy,
+    train_palindrome,
+)
 from common.torch_models.rnn import RNNConfig, VanillaRNN, build_model
+from common.training.checkpoint import CacheWarning
+from tests.cache_faults import DAMAGE_KINDS, damage, write_crafted_pickle
 
+CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("T", [2, 3, 4, 7, 10])
@@ -91,43 +100,105 @@ def test_encode_digits_shapes():
 
 
 def test_training_learns_short_palindromes_and_stops_early():
-    torch.manual_seed(0)  # training draws only from the dataset's and model's own generators anyway
     model = VanillaRNN(RNNConfig(hidden_dim=32), generator=torch.Generator().manual_seed(0))
     ds = PalindromeDataset(4, seed=0)
     x, y = ds.sample(500)
     chance = palindrome_accuracy(model, x, y)
-    hist = train_palindrome(model, ds, optimizer="adam", lr=1e-2, batch_size=64, max_steps=400,
-                            eval_every=20, eval_samples=300, progress=False)
+    hist = train_palindrome(
+        model,
+        ds,
+        optimizer="adam",
+        lr=1e-2,
+        batch_size=64,
+        max_steps=400,
+        eval_every=20,
+        eval_samples=300,
+        device=CPU,
+        progress=False,
+    )
     assert hist["test_acc"] >= 0.99, hist["test_acc"]
-    assert hist["steps"] < 400 and hist["eval_acc"][-1] == 1.0  # stopped at 100%
+    assert hist["steps"] < 400 and hist["val_acc"][-1] == 1.0  # stopped at 100%
     assert chance < 0.5
-    assert len(hist["loss"]) == hist["steps"] and hist["loss"][-1] < hist["loss"][0]
+    # the loop's history: one epoch = eval_every steps, evaluated after each one
+    assert hist["steps"] == len(hist["step_loss"]) == len(hist["grad_norm"]) == 20 * len(hist["epoch"])
+    assert hist["val_epoch"] == hist["epoch"] and len(hist["time"]) == len(hist["epoch"])
+    assert hist["step_loss"][-1] < hist["step_loss"][0]
+
+
+def test_max_steps_is_a_budget_not_rounded_up_to_an_evaluation():
+    model = build_model("rnn", RNNConfig(hidden_dim=4), torch.Generator().manual_seed(0))
+    hist = train_palindrome(
+        model,
+        PalindromeDataset(5),
+        max_steps=7,
+        eval_every=3,
+        eval_samples=10,
+        test_samples=10,
+        target_acc=2.0,
+        device=CPU,
+        progress=False,
+    )
+    assert hist["steps"] == 7 and hist["epoch"] == [1, 2, 3] and hist["val_epoch"] == [1, 2, 3]
+
+
+def test_sampled_batches_continue_the_dataset_stream():
+    ds = PalindromeDataset(5, seed=3)
+    batches = SampledBatches(ds, 4, steps=2, total=5)
+    passes = [list(batches) for _ in range(4)]
+    assert [len(p) for p in passes] == [2, 2, 1, 0]
+    ds.reset()
+    expected = [ds.sample(4)[1] for _ in range(5)]
+    got = [y for p in passes for _, y in p]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    with pytest.raises(ValueError, match="steps"):
+        SampledBatches(ds, 4, steps=0)
 
 
 def test_gradient_clipping_records_unclipped_norm():
     model = build_model("rnn", RNNConfig(hidden_dim=8), torch.Generator().manual_seed(0))
     before = [p.detach().clone() for p in model.parameters()]
-    hist = train_palindrome(model, PalindromeDataset(5), optimizer="rmsprop", max_steps=3, clip_grad_norm=1e-8,
-                            progress=False, test_samples=10, eval_samples=10)
+    hist = train_palindrome(
+        model,
+        PalindromeDataset(5),
+        optimizer="rmsprop",
+        max_steps=3,
+        clip_grad_norm=1e-8,
+        progress=False,
+        test_samples=10,
+        eval_samples=10,
+        device=CPU,
+    )
     assert len(hist["grad_norm"]) == 3 and min(hist["grad_norm"]) > 1e-8
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     with pytest.raises(ValueError, match="optimizer"):
-        train_palindrome(model, PalindromeDataset(5), optimizer="sgd", progress=False)
+        train_palindrome(model, PalindromeDataset(5), optimizer="lbfgs", progress=False)
 
 
 def test_accuracy_vs_length_shapes():
-    res = accuracy_vs_length("lstm", [3, 4], [0, 1], config=RNNConfig(hidden_dim=4), max_steps=2,
-                             eval_samples=10, test_samples=20, progress=False)
-    assert res["acc"].shape == (2, 2) and res["steps"].shape == (2, 2)
+    res = accuracy_vs_length(
+        "lstm",
+        [3, 4],
+        [0, 1],
+        config=RNNConfig(hidden_dim=4),
+        max_steps=2,
+        eval_samples=10,
+        test_samples=20,
+        device=CPU,
+        progress=False,
+        cache=False,
+    )
+    assert res["acc"].shape == (2, 2) and res["steps"].shape == (2, 2) and res["seconds"].shape == (2, 2)
     assert np.all((res["acc"] >= 0) & (res["acc"] <= 1)) and np.all(res["steps"] == 2)
-    assert list(res["lengths"]) == [3, 4]
+    assert list(res["lengths"]) == [3, 4] and res["kind"] == "lstm"
+    with pytest.raises(ValueError, match="kind"):
+        accuracy_vs_length("gru", [3], [0], cache=False)
 
 
 def test_input_gradient_norms():
     model = VanillaRNN(RNNConfig(hidden_dim=6), generator=torch.Generator().manual_seed(0)).double()
     x, y = PalindromeDataset(6, seed=0).sample(8)
-    norms = input_gradient_norms(model, x.double(), y)
-    assert norms.shape == (5,) and np.all(norms > 0)
+    norms = input_gradient_norms(model, x.double(), y, device=CPU)
+    assert isinstance(norms, np.ndarray) and norms.shape == (5,) and np.all(norms > 0)
     # oracle: one sample's gradient at step t by central differences
     x0, y0 = x[:1].double(), y[:1]
     loss = lambda z: torch.nn.functional.cross_entropy(model(z), y0, reduction="sum").item()
@@ -145,13 +216,137 @@ def test_input_gradient_norms():
     assert np.all(norms[:-1] == 0) and norms[-1] > 0
 
 
-def test_sweep_cache_reuses_only_identical_settings(tmp_path, capsys):
-    kw = dict(config=RNNConfig(hidden_dim=4), eval_samples=10, test_samples=20, progress=False)
-    a = accuracy_vs_length("rnn", [3], [0], max_steps=2, cache_dir=tmp_path, **kw)
-    assert len(list(tmp_path.glob("*.npz"))) == 1
-    b = accuracy_vs_length("rnn", [3], [0], max_steps=2, cache_dir=tmp_path, **kw)
+# --- the cached sweep -------------------------------------------------------------------------------------
+
+SWEEP = dict(config=RNNConfig(hidden_dim=4), eval_samples=10, test_samples=20, device=CPU, progress=False)
+
+
+@pytest.fixture
+def cache_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    return tmp_path / "palindrome"
+
+
+def _files(folder, pattern="sweep_rnn-*.pt"):
+    return sorted(p for p in folder.glob(pattern) if not p.name.endswith(".partial.pt"))
+
+
+def test_sweep_cache_reuses_only_identical_settings(cache_root, capsys):
+    a = accuracy_vs_length("rnn", [3], [0], max_steps=2, **SWEEP)
+    assert len(_files(cache_root)) == 1 and not list(cache_root.glob("*.partial.pt"))
+    b = accuracy_vs_length("rnn", [3], [0], max_steps=2, **SWEEP)
     assert "loaded from cache" in capsys.readouterr().out
     np.testing.assert_array_equal(a["acc"], b["acc"])
-    accuracy_vs_length("rnn", [3], [0], max_steps=3, cache_dir=tmp_path, **kw)
+    assert b["kind"] == "rnn" and list(b["lengths"]) == [3]
+    accuracy_vs_length("rnn", [3], [0], max_steps=3, **SWEEP)
     assert "loaded from cache" not in capsys.readouterr().out
-    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert len(_files(cache_root)) == 2
+
+
+def test_sweep_root_argument_replaces_the_cache_dir(tmp_path):
+    accuracy_vs_length("rnn", [3], [0], max_steps=2, root=tmp_path / "elsewhere", **SWEEP)
+    assert len(_files(tmp_path / "elsewhere" / "palindrome")) == 1
+
+
+@pytest.mark.parametrize("how", DAMAGE_KINDS)
+def test_damaged_sweep_file_is_rebuilt_with_a_warning(cache_root, how):
+    first = accuracy_vs_length("rnn", [3], [0], max_steps=2, **SWEEP)
+    (path,) = _files(cache_root)
+    damage(path, how)
+    with pytest.warns(CacheWarning, match=path.name):
+        again = accuracy_vs_length("rnn", [3], [0], max_steps=2, **SWEEP)
+    np.testing.assert_array_equal(first["acc"], again["acc"])
+    assert torch.load(path, weights_only=True)["format"] == 2  # rewritten, readable
+
+
+def test_crafted_pickle_at_the_sweep_path_never_runs(cache_root, tmp_path):
+    accuracy_vs_length("rnn", [3], [0], max_steps=2, **SWEEP)
+    (path,) = _files(cache_root)
+    marker = tmp_path / "pwned"
+    write_crafted_pickle(path, marker)
+    with pytest.warns(CacheWarning, match=path.name):
+        res = accuracy_vs_length("rnn", [3], [0], max_steps=2, **SWEEP)
+    assert not marker.exists()
+    assert res["acc"].shape == (1, 1)
+    assert torch.load(path, weights_only=True)["format"] == 2
+
+
+def test_interrupted_sweep_resumes_from_finished_runs(cache_root, monkeypatch):
+    reference = accuracy_vs_length("rnn", [3, 4], [0, 1], max_steps=2, cache=False, **SWEEP)
+    real, calls = palindrome_module.train_palindrome, []
+
+    def failing_on_third(*args, **kwargs):
+        calls.append(args[1].seq_length)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("interrupted")
+        return real(*args, **kwargs)
+
+    # the patched function stays in place (it is part of the code the cache key hashes) but fails only once
+    monkeypatch.setattr(palindrome_module, "train_palindrome", failing_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        accuracy_vs_length("rnn", [3, 4], [0, 1], max_steps=2, **SWEEP)
+    assert not _files(cache_root) and len(list(cache_root.glob("*.partial.pt"))) == 1
+    calls.clear()
+    resumed = accuracy_vs_length("rnn", [3, 4], [0, 1], max_steps=2, **SWEEP)
+    assert calls == [4, 4]  # only the two runs not finished before the interruption
+    np.testing.assert_array_equal(resumed["acc"], reference["acc"])
+    np.testing.assert_array_equal(resumed["steps"], reference["steps"])
+    assert len(_files(cache_root)) == 1 and not list(cache_root.glob("*.partial.pt"))
+
+
+def test_damaged_partial_sweep_restarts_with_a_warning(cache_root, monkeypatch):
+    real, fail = palindrome_module.train_palindrome, [True]
+
+    def failing_on_second(*args, **kwargs):
+        if fail[0] and args[1].seq_length == 4:
+            raise RuntimeError("interrupted")
+        return real(*args, **kwargs)
+
+    # the patched function stays in place (it is part of the code the cache key hashes); only its fault goes
+    monkeypatch.setattr(palindrome_module, "train_palindrome", failing_on_second)
+    with pytest.raises(RuntimeError):
+        accuracy_vs_length("rnn", [3, 4], [0], max_steps=2, **SWEEP)
+    (partial,) = cache_root.glob("*.partial.pt")
+    damage(partial, "truncated")
+    fail[0] = False
+    with pytest.warns(CacheWarning, match=partial.name):
+        res = accuracy_vs_length("rnn", [3, 4], [0], max_steps=2, **SWEEP)
+    assert res["acc"].shape == (2, 1) and len(_files(cache_root)) == 1
+
+
+# --- device and global random state -----------------------------------------------------------------------
+
+
+def _global_rng_state():
+    return torch.get_rng_state().clone(), np.random.get_state()
+
+
+def _assert_same_rng(before):
+    torch_state, np_state = _global_rng_state()
+    assert torch.equal(torch_state, before[0]), "the global torch generator was used"
+    assert (
+        np_state[0] == before[1][0] and np.array_equal(np_state[1], before[1][1]) and np_state[2:] == before[1][2:]
+    ), "NumPy's global generator was used"
+
+
+def test_training_and_sweep_take_a_device_and_leave_global_rng_alone(tmp_path):
+    before = _global_rng_state()
+    model = build_model("lstm", RNNConfig(hidden_dim=4), torch.Generator().manual_seed(0))
+    fresh = build_model("rnn", RNNConfig(hidden_dim=4))  # no generator: seeded from the OS, not globally
+    hist = train_palindrome(
+        model,
+        PalindromeDataset(4, seed=1),
+        max_steps=3,
+        eval_every=2,
+        eval_samples=10,
+        test_samples=10,
+        device=CPU,
+        progress=False,
+    )
+    x, y = PalindromeDataset(4, seed=2).sample(8)
+    acc = palindrome_accuracy(fresh, x, y, device=CPU)
+    norms = input_gradient_norms(model, x, y, device=CPU)
+    res = accuracy_vs_length("rnn", [3], [0], max_steps=2, root=tmp_path, **SWEEP)
+    _assert_same_rng(before)
+    assert hist["steps"] == 3 and 0 <= acc <= 1 and norms.shape == (3,) and res["acc"].shape == (1, 1)
+    assert all(p.device.type == "cpu" for p in model.parameters())

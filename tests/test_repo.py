@@ -1,6 +1,8 @@
 """Repository hygiene: the set-up files agree, notebooks are committed clean and listed in the README."""
+
 import json
 import re
+
 import tomllib
 
 from common.config import REPO_ROOT

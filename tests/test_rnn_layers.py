@@ -3,15 +3,26 @@
 Tolerances: numeric checks rel_error < 1e-7 (centred differences, h=1e-5, float64); PyTorch comparisons
 in float64 with rtol=1e-10, atol=1e-12.
 """
+
 import numpy as np
 import pytest
 import torch
 
 from common.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from common.rnn_layers import (
-    lstm_backward, lstm_forward, lstm_step_backward, lstm_step_forward, rnn_backward, rnn_forward,
-    rnn_step_backward, rnn_step_forward, temporal_affine_backward, temporal_affine_forward,
-    temporal_softmax_loss, word_embedding_backward, word_embedding_forward,
+    lstm_backward,
+    lstm_forward,
+    lstm_step_backward,
+    lstm_step_forward,
+    rnn_backward,
+    rnn_forward,
+    rnn_step_backward,
+    rnn_step_forward,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
+    word_embedding_forward,
 )
 
 TOL = dict(rtol=1e-10, atol=1e-12)
@@ -19,8 +30,11 @@ SHAPES = [(2, 3, 4, 5), (3, 1, 2, 3), (4, 6, 3, 2)]  # (N, T, D, H)
 
 
 def params(rng, D, H, gates):
-    return (rng.standard_normal((D, gates * H)) * 0.5, rng.standard_normal((H, gates * H)) * 0.5,
-            rng.standard_normal(gates * H) * 0.5)
+    return (
+        rng.standard_normal((D, gates * H)) * 0.5,
+        rng.standard_normal((H, gates * H)) * 0.5,
+        rng.standard_normal(gates * H) * 0.5,
+    )
 
 
 @pytest.mark.parametrize("N, T, D, H", SHAPES)
@@ -208,9 +222,11 @@ def test_cs231n_published_forward_values():
     prev_h = np.linspace(-0.2, 0.5, num=N * H).reshape(N, H)
     Wx, Wh = np.linspace(-0.1, 0.9, num=D * H).reshape(D, H), np.linspace(-0.3, 0.7, num=H * H).reshape(H, H)
     b = np.linspace(-0.2, 0.4, num=H)
-    expected = [[-0.58172089, -0.50182032, -0.41232771, -0.31410098],
-                [0.66854692, 0.79562378, 0.87755553, 0.92795967],
-                [0.97934501, 0.99144213, 0.99646691, 0.99854353]]
+    expected = [
+        [-0.58172089, -0.50182032, -0.41232771, -0.31410098],
+        [0.66854692, 0.79562378, 0.87755553, 0.92795967],
+        [0.97934501, 0.99144213, 0.99646691, 0.99854353],
+    ]
     assert rel_error(rnn_step_forward(x, prev_h, Wx, Wh, b)[0], np.array(expected)) < 1e-7
 
     N, D, H, T = 2, 5, 4, 3
@@ -219,8 +235,16 @@ def test_cs231n_published_forward_values():
     Wx = np.linspace(-0.2, 0.9, num=4 * D * H).reshape(D, 4 * H)
     Wh = np.linspace(-0.3, 0.6, num=4 * H * H).reshape(H, 4 * H)
     b = np.linspace(0.2, 0.7, num=4 * H)
-    expected = [[[0.01764008, 0.01823233, 0.01882671, 0.0194232], [0.11287491, 0.12146228, 0.13018446, 0.13902939],
-                 [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
-                [[0.45767879, 0.4761092, 0.4936887, 0.51041945], [0.6704845, 0.69350089, 0.71486014, 0.7346449],
-                 [0.81733511, 0.83677871, 0.85403753, 0.86935314]]]
+    expected = [
+        [
+            [0.01764008, 0.01823233, 0.01882671, 0.0194232],
+            [0.11287491, 0.12146228, 0.13018446, 0.13902939],
+            [0.31358768, 0.33338627, 0.35304453, 0.37250975],
+        ],
+        [
+            [0.45767879, 0.4761092, 0.4936887, 0.51041945],
+            [0.6704845, 0.69350089, 0.71486014, 0.7346449],
+            [0.81733511, 0.83677871, 0.85403753, 0.86935314],
+        ],
+    ]
     assert rel_error(lstm_forward(x, h0, Wx, Wh, b)[0], np.array(expected)) < 1e-6

@@ -1,9 +1,10 @@
 """Style-transfer losses against direct NumPy computations, and a short transfer run."""
+
 import numpy as np
 import pytest
 import torch
 
-from common.style_transfer import content_loss, gram_matrix, style_loss, style_transfer, tv_loss
+from common.experiments.style_transfer import content_loss, gram_matrix, style_loss, style_transfer, tv_loss
 
 RTOL, ATOL = 1e-10, 1e-12  # float64 throughout
 
@@ -85,11 +86,45 @@ def test_style_transfer_runs_and_reduces_the_loss():
     content = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
     yy, xx = np.mgrid[:40, :40]
     style = np.stack([(np.sin(xx / 2.0) > 0) * 255, (np.sin(yy / 3.0) > 0) * 255, 0 * xx], -1).astype(np.uint8)
-    img, hist = style_transfer(content, style, image_size=32, style_size=32, num_iters=15,
-                               style_layers=("stem", "block0"), style_weights=(1e3, 1e3),
-                               content_layer="block2", progress=False, snapshot_every=5)
-    assert img.shape == (32, 38, 3) and 0 <= img.min() and img.max() <= 1
+    img, hist = style_transfer(
+        content,
+        style,
+        image_size=32,
+        style_size=32,
+        num_iters=15,
+        style_layers=("stem", "block0"),
+        style_weights=(1e3, 1e3),
+        content_layer="block2",
+        progress=False,
+        snapshot_every=5,
+    )
+    assert img.shape == (32, 38, 3) and img.min() >= 0 and img.max() <= 1
     assert len(hist["loss"]) == 15 and len(hist["snapshots"]) == 3
     assert hist["loss"][-1] < 0.5 * hist["loss"][0]
     with pytest.raises(ValueError, match="optimizer"):
         style_transfer(content, style, optimizer="sgd", progress=False)
+
+
+def test_style_transfer_on_a_given_device_leaves_global_rng_alone():
+    rng = np.random.default_rng(2)
+    content = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    style = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    kwargs = dict(
+        image_size=32,
+        style_size=32,
+        num_iters=2,
+        style_layers=("stem",),
+        style_weights=(1e3,),
+        content_layer="block0",
+        init_random=True,
+        progress=False,
+        device=torch.device("cpu"),
+    )
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    img, _ = style_transfer(content, style, generator=3, **kwargs)
+    style_transfer(content, style, **kwargs)  # no generator: a fresh seed, not the global generator
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), np_state))
+    assert isinstance(img, np.ndarray) and img.shape == (32, 32, 3)
+    again, _ = style_transfer(content, style, generator=torch.Generator().manual_seed(3), **kwargs)
+    np.testing.assert_allclose(again, img, atol=1e-6)  # an int seed is the same as a generator seeded with it

@@ -1,11 +1,12 @@
 """PyTorch MLP: config validation, shapes, init scales, and agreement with the NumPy MLP given the same weights."""
+
 import numpy as np
 import pytest
 import torch
 
 from common.classifiers.mlp import MLP as NumpyMLP
 from common.classifiers.mlp import CrossEntropy
-from common.torch_models.mlp import MLP, MLPConfig
+from common.torch_models.mlp import ACTIVATIONS, MLP, MLPConfig
 
 
 def test_config_validation():
@@ -61,3 +62,50 @@ def test_load_numpy_rejects_other_shapes():
         MLP(MLPConfig(2, [4, 4], 2)).load_numpy(NumpyMLP(2, [4], 2))
     with pytest.raises(ValueError, match="shape mismatch"):
         MLP(MLPConfig(2, [5], 2)).load_numpy(NumpyMLP(2, [4], 2))
+
+
+def test_activation_table_is_the_one_used():
+    assert sorted(ACTIVATIONS) == ["leaky_relu", "relu", "sigmoid", "tanh"]
+    leaky = MLP(MLPConfig(2, [3], 2, activation="leaky_relu")).net[1]
+    assert isinstance(leaky, torch.nn.LeakyReLU) and leaky.negative_slope == 0.01
+
+
+def test_default_init_from_generator_matches_pytorch_scheme_and_leaves_global_rng_alone():
+    cfg = MLPConfig(n_inputs=50, n_hidden=[40, 30], n_classes=1, init="default")  # one output: regression
+    before = torch.get_rng_state().clone()
+    a = MLP(cfg, generator=torch.Generator().manual_seed(3))
+    b = MLP(cfg, generator=torch.Generator().manual_seed(3))
+    c = MLP(cfg)  # no generator: seeded from the operating system
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.linear_layers[0].weight, c.linear_layers[0].weight)
+    for lin in a.linear_layers:  # PyTorch's nn.Linear bounds: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        bound = 1 / np.sqrt(lin.in_features)
+        assert lin.weight.abs().max() <= bound and lin.bias.abs().max() <= bound
+        assert lin.weight.abs().max() > 0.9 * bound and torch.count_nonzero(lin.bias) == lin.out_features
+    assert a(torch.zeros(4, 50)).shape == (4, 1)
+    # stable flat order: layer by layer, weight before bias, input to output
+    assert [n for n, _ in a.named_parameters()] == [
+        "net.0.weight",
+        "net.0.bias",
+        "net.2.weight",
+        "net.2.bias",
+        "net.4.weight",
+        "net.4.bias",
+    ]
+
+
+def test_default_init_draws_weight_then_bias_per_layer():
+    g = torch.Generator().manual_seed(0)
+    model = MLP(MLPConfig(3, [2], 2, init="default"), generator=torch.Generator().manual_seed(0))
+    first_weight = torch.empty(2, 3).uniform_(-1 / np.sqrt(3), 1 / np.sqrt(3), generator=g)
+    first_bias = torch.empty(2).uniform_(-1 / np.sqrt(3), 1 / np.sqrt(3), generator=g)
+    assert torch.equal(model.net[0].weight, first_weight) and torch.equal(model.net[0].bias, first_bias)
+
+
+def test_config_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="n_classes"):
+        MLPConfig(n_classes=0)
+    with pytest.raises(ValueError, match="hidden"):
+        MLPConfig(n_hidden=[4, 0])
+    assert len(MLP(MLPConfig(3, [], 2)).linear_layers) == 1  # no hidden layer: a linear model

@@ -1,16 +1,18 @@
 """VanillaRNN and LSTM from their equations, checked against torch.nn.RNN / torch.nn.LSTM and gradcheck."""
+
 import pytest
 import torch
 from torch import nn
 
 from common.torch_models.rnn import LSTM, RNNConfig, VanillaRNN, build_model
 
-
 RTOL, ATOL = 1e-10, 1e-12  # float64 throughout: the two implementations differ only by rounding
 
 
 def _model(cls, D=3, H=5, C=4, seed=0):
-    return cls(RNNConfig(input_dim=D, hidden_dim=H, num_classes=C), generator=torch.Generator().manual_seed(seed)).double()
+    return cls(
+        RNNConfig(input_dim=D, hidden_dim=H, num_classes=C), generator=torch.Generator().manual_seed(seed)
+    ).double()
 
 
 def _x(N=2, T=6, D=3, seed=1):
@@ -49,9 +51,11 @@ def test_lstm_matches_torch_lstm_with_gate_order_mapped():
     ref = nn.LSTM(3, H, batch_first=True).double()
     # ours: blocks i, f, o, g (row-vector W (D, 4H)); torch: i, f, g, o (W (4H, D))
     order = [0, 1, 3, 2]
+
     def remap(w):  # (..., 4H) in i, f, o, g -> same in i, f, g, o
         blocks = w.split(H, dim=-1)
         return torch.cat([blocks[k] for k in order], dim=-1)
+
     with torch.no_grad():
         ref.weight_ih_l0.copy_(remap(model.W_x).T)
         ref.weight_hh_l0.copy_(remap(model.W_h).T)
@@ -109,9 +113,9 @@ def test_initialisation_orthogonal_and_forget_bias():
     torch.testing.assert_close(rnn.W_hh.T @ rnn.W_hh, torch.eye(H), rtol=0, atol=1e-5)
     lstm = LSTM(RNNConfig(hidden_dim=H, forget_bias=1.0), generator=torch.Generator().manual_seed(0))
     for k in range(4):
-        block = lstm.W_h[:, k * H:(k + 1) * H]
+        block = lstm.W_h[:, k * H : (k + 1) * H]
         torch.testing.assert_close(block.T @ block, torch.eye(H), rtol=0, atol=1e-5)
-    assert torch.all(lstm.b[H:2 * H] == 1.0) and torch.all(lstm.b[:H] == 0) and torch.all(lstm.b[2 * H:] == 0)
+    assert torch.all(lstm.b[H : 2 * H] == 1.0) and torch.all(lstm.b[:H] == 0) and torch.all(lstm.b[2 * H :] == 0)
 
 
 def test_init_is_reproducible_per_generator():
@@ -135,3 +139,11 @@ def test_bad_input_is_a_clear_error():
         build_model("gru", RNNConfig())
     with pytest.raises(ValueError, match="hidden_dim"):
         RNNConfig(hidden_dim=0)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_init_without_generator_leaves_global_rng_alone(kind):
+    before = torch.get_rng_state().clone()
+    a, b = build_model(kind, RNNConfig(hidden_dim=6)), build_model(kind, RNNConfig(hidden_dim=6))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert not torch.equal(next(a.parameters()), next(b.parameters()))  # fresh seeds from the OS

@@ -1,11 +1,20 @@
 """Saliency maps, fooling images, class visualisation helpers and DeepDream on the pretrained network."""
+
 import numpy as np
 import pytest
 import torch
 
+from common.experiments.network_visualization import (
+    blur_image,
+    class_visualization_update_step,
+    compute_saliency_maps,
+    create_class_visualization,
+    deepdream,
+    jitter,
+    make_fooling_image,
+    random_shift_scale,
+)
 from common.torch_models.pretrained import load_pretrained, preprocess
-from common.visualization import (blur_image, class_visualization_update_step, compute_saliency_maps,
-                                  create_class_visualization, deepdream, jitter, make_fooling_image)
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +79,88 @@ def test_jitter_and_blur():
 
 def test_class_visualisation_raises_the_class_score(model):
     gen = torch.Generator().manual_seed(0)
-    img, hist = create_class_visualization(130, model, size=64, start_size=None, num_iterations=12,
-                                           max_jitter=2, scale_jitter=0.0, blur_every=0,
-                                           generator=gen, progress=False, snapshot_every=6)
+    img, hist = create_class_visualization(
+        130,
+        model,
+        size=64,
+        start_size=None,
+        num_iterations=12,
+        max_jitter=2,
+        scale_jitter=0.0,
+        blur_every=0,
+        generator=gen,
+        progress=False,
+        snapshot_every=6,
+    )
     assert img.shape == (64, 64, 3)
     assert hist["score"][-1] > hist["score"][0] + 1
     assert [t for t, _ in hist["snapshots"]] == [6, 12]
 
 
 def test_deepdream_increases_the_objective(model, cat):
-    img, hist = deepdream(cat[..., :96, :96], "block2", model, num_octaves=2, iterations=4,
-                          generator=torch.Generator().manual_seed(0), progress=False)
+    img, hist = deepdream(
+        cat[..., :96, :96],
+        "block2",
+        model,
+        num_octaves=2,
+        iterations=4,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert img.shape == (96, 96, 3) and len(hist["octaves"]) == 2
     first_octave = hist["objective"][:4]
     assert first_octave[-1] > first_octave[0]
+
+
+class GlobalRNGUntouched:
+    """Asserts on exit that neither torch's nor NumPy's global generator was drawn from or reseeded."""
+
+    def __enter__(self):
+        self.torch_state, self.np_state = torch.get_rng_state(), np.random.get_state()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            assert torch.equal(torch.get_rng_state(), self.torch_state), "torch's global generator was used"
+            assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), self.np_state)), (
+                "NumPy's global generator was used"
+            )
+
+
+def test_every_method_runs_on_the_given_device_and_leaves_global_rng_alone(model, cat):
+    cpu = torch.device("cpu")
+    small = cat[..., :64, :64]
+    with GlobalRNGUntouched():
+        S = compute_saliency_maps(small, torch.tensor([285]), model, device=cpu)
+        X_fool, _ = make_fooling_image(small, 6, model, max_iters=2, device=cpu)
+        img, _ = create_class_visualization(
+            1, model, size=64, start_size=32, num_iterations=4, blur_every=2, generator=0, progress=False, device=cpu
+        )
+        dream, _ = deepdream(
+            small, "block1", model, num_octaves=2, iterations=2, generator=0, progress=False, device=cpu
+        )
+        create_class_visualization(1, size=32, start_size=None, num_iterations=1, progress=False, device=cpu)
+    assert S.device == cpu and X_fool.device == cpu and not X_fool.requires_grad
+    assert isinstance(img, np.ndarray) and isinstance(dream, np.ndarray) and dream.shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="device"):
+        compute_saliency_maps(small, torch.tensor([285]), model, device="meta")
+
+
+def test_randomness_comes_from_the_generator_or_seed(model):
+    run = lambda g: create_class_visualization(
+        3,
+        model,
+        size=32,
+        start_size=None,
+        num_iterations=3,  # noqa: E731
+        max_jitter=4,
+        generator=g,
+        progress=False,
+    )[0]
+    np.testing.assert_array_equal(run(5), run(torch.Generator().manual_seed(5)))  # an int seeds a generator
+    assert not np.array_equal(run(5), run(6))
+    x = torch.arange(2 * 3 * 40 * 40, dtype=torch.float32).view(2, 3, 40, 40)
+    with GlobalRNGUntouched():
+        a = random_shift_scale(x, 8, 0.2, generator=1)
+        random_shift_scale(x, 8, 0.2)  # None: a fresh seed from the operating system, not the global generator
+    torch.testing.assert_close(a, random_shift_scale(x, 8, 0.2, generator=1))

@@ -1,4 +1,5 @@
 """ThreeLayerConvNet: conv - relu - 2x2 max pool - affine - relu - affine - softmax, in NumPy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,17 +19,20 @@ class ThreeLayerConvNet:
     ``N(0, weight_scale**2)``, biases start at zero. ``seed`` seeds the local generator used for the weights.
     """
 
-    def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
-                 weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
-        if len(input_dim) != 3:
-            raise ValueError(f"input_dim must be (C, H, W), got {input_dim!r}")
+    def __init__(
+        self,
+        input_dim=(3, 32, 32),
+        num_filters=32,
+        filter_size=7,
+        hidden_dim=100,
+        num_classes=10,
+        weight_scale=1e-3,
+        reg=0.0,
+        dtype=np.float32,
+        seed=None,
+    ):
+        _check_args(input_dim, num_filters, filter_size, hidden_dim, num_classes, dtype)
         C, H, W = input_dim
-        if filter_size % 2 != 1:
-            raise ValueError(f"filter_size must be odd so that padding (filter_size - 1) // 2 keeps H and W, "
-                             f"got {filter_size}")
-        if H % 2 or W % 2:
-            raise ValueError(f"the 2x2 max pool needs even H and W, got input_dim {input_dim!r}; "
-                             f"crop or pad the images to an even size")
         self.reg = reg
         self.dtype = dtype
         rng = np.random.default_rng(seed)
@@ -74,3 +78,35 @@ class ThreeLayerConvNet:
         for k in ("W1", "W2", "W3"):
             grads[k] += self.reg * p[k]
         return loss, grads
+
+
+def _check_args(input_dim, num_filters, filter_size, hidden_dim, num_classes, dtype):
+    """ValueError naming the first argument of ``ThreeLayerConvNet`` that cannot build the network."""
+
+    def positive_int(value):
+        return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value > 0
+
+    if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3 or not all(map(positive_int, input_dim)):
+        raise ValueError(f"input_dim must be (C, H, W), three positive integers, got {input_dim!r}")
+    for name, value in (
+        ("num_filters", num_filters),
+        ("filter_size", filter_size),
+        ("hidden_dim", hidden_dim),
+        ("num_classes", num_classes),
+    ):
+        if not positive_int(value):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _, H, W = input_dim
+    if filter_size % 2 != 1:
+        raise ValueError(
+            f"filter_size must be odd so that padding (filter_size - 1) // 2 keeps H and W, got {filter_size}"
+        )
+    if H % 2 or W % 2:
+        raise ValueError(
+            f"the 2x2 max pool needs even H and W, got input_dim {input_dim!r}; crop or pad the images to an even size"
+        )
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(
+            f"dtype must be a floating-point type (np.float32, or np.float64 for gradient checks), "
+            f"got {np.dtype(dtype)}: small initial weights would all round to 0"
+        )

@@ -1,4 +1,5 @@
 """Fully connected NumPy classifiers: TwoLayerNet and FullyConnectedNet (any depth, batch/layer norm, dropout)."""
+
 import numpy as np
 
 from common.layer_utils import (
@@ -13,11 +14,42 @@ from common.layers import affine_backward, affine_forward, softmax_loss
 def _check_input(X, input_dim, y=None):
     """ValueError naming X (or y) when X does not flatten to ``input_dim`` features or y does not match."""
     D = int(np.prod(X.shape[1:])) if X.ndim >= 2 else None
-    if D != input_dim:
-        raise ValueError(f"X must have shape (N, ...) flattening to input_dim={input_dim} features, "
-                         f"got shape {X.shape}")
+    if input_dim != D:
+        raise ValueError(
+            f"X must have shape (N, ...) flattening to input_dim={input_dim} features, got shape {X.shape}"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"X has no samples (N=0, shape {X.shape}): pass a batch with at least one sample")
     if y is not None and np.shape(y) != (X.shape[0],):
         raise ValueError(f"y must have shape (N,) = ({X.shape[0]},) to match X, got {np.shape(y)}")
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_fc_args(hidden_dims, input_dim, num_classes, dropout_keep_ratio, normalization, dtype):
+    """ValueError naming the first argument of ``FullyConnectedNet`` that cannot build a network."""
+    if isinstance(hidden_dims, (int, np.integer)) or not hasattr(hidden_dims, "__iter__"):
+        raise ValueError(
+            f"hidden_dims must be a list of hidden-layer sizes, e.g. [{hidden_dims!r}] for one "
+            f"hidden layer (or [] for none), got {hidden_dims!r}"
+        )
+    hidden_dims = list(hidden_dims)
+    if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0 for h in hidden_dims):
+        raise ValueError(f"hidden_dims must be a list of positive integers, got {hidden_dims!r}")
+    _check_positive_int("input_dim", input_dim)
+    _check_positive_int("num_classes", num_classes)
+    if normalization not in (None, "batchnorm", "layernorm"):
+        raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', got {normalization!r}")
+    if not 0 < dropout_keep_ratio <= 1:
+        raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio!r}")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(
+            f"dtype must be a floating-point type (np.float32, or np.float64 for gradient checks), "
+            f"got {np.dtype(dtype)}: small initial weights would all round to 0"
+        )
 
 
 class TwoLayerNet:
@@ -27,11 +59,9 @@ class TwoLayerNet:
     ``seed`` (an addition to CS231n's signature) seeds the local generator used for the weights.
     """
 
-    def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
-                 seed=None):
+    def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0, seed=None):
         for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim), ("num_classes", num_classes)):
-            if int(value) != value or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            _check_positive_int(name, value)
         rng = np.random.default_rng(seed)
         self.input_dim = int(input_dim)
         self.reg = reg
@@ -80,15 +110,20 @@ class FullyConnectedNet:
     Params: W1, b1, ..., WL, bL; gamma1, beta1, ..., gamma(L-1), beta(L-1) with normalization.
     """
 
-    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
-                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
+    def __init__(
+        self,
+        hidden_dims,
+        input_dim=3 * 32 * 32,
+        num_classes=10,
+        dropout_keep_ratio=1,
+        normalization=None,
+        reg=0.0,
+        weight_scale=1e-2,
+        dtype=np.float32,
+        seed=None,
+    ):
+        _check_fc_args(hidden_dims, input_dim, num_classes, dropout_keep_ratio, normalization, dtype)
         hidden_dims = list(hidden_dims)
-        if any(int(h) != h or h <= 0 for h in hidden_dims):
-            raise ValueError(f"hidden_dims must be a list of positive integers, got {hidden_dims!r}")
-        if normalization not in (None, "batchnorm", "layernorm"):
-            raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', got {normalization!r}")
-        if not 0 < dropout_keep_ratio <= 1:
-            raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio!r}")
         self.normalization = normalization
         self.use_dropout = dropout_keep_ratio != 1
         self.reg = reg
@@ -143,8 +178,12 @@ class FullyConnectedNet:
         for i in range(1, self.num_layers):
             norm_param = self.bn_params[i - 1] if self.normalization else None
             out, cache = affine_norm_relu_forward(
-                out, self.params[f"W{i}"], self.params[f"b{i}"],
-                self.params.get(f"gamma{i}"), self.params.get(f"beta{i}"), norm_param,
+                out,
+                self.params[f"W{i}"],
+                self.params[f"b{i}"],
+                self.params.get(f"gamma{i}"),
+                self.params.get(f"beta{i}"),
+                norm_param,
                 normalization=self.normalization,
                 dropout_param=self.dropout_param if self.use_dropout else None,
             )  # (N, H_i)

@@ -4,6 +4,7 @@ Every module keeps what its backward pass needs from the last ``forward`` call, 
 step is ``probs = model.forward(X); loss = ce.forward(probs, y); model.backward(ce.backward(probs, y))``.
 Parameters and their gradients live in the dicts ``params`` / ``grads`` of each ``Linear``.
 """
+
 from __future__ import annotations
 
 import time
@@ -11,9 +12,24 @@ import time
 import numpy as np
 
 __all__ = [
-    "Module", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "SoftMax", "CrossEntropy",
-    "MLP", "ACTIVATIONS", "INITS", "init_std", "penalty", "sgd_step", "train_step",
-    "evaluate_mlp", "train_mlp", "layer_statistics",
+    "Module",
+    "Linear",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "SoftMax",
+    "CrossEntropy",
+    "MLP",
+    "ACTIVATIONS",
+    "INITS",
+    "init_std",
+    "penalty",
+    "sgd_step",
+    "train_step",
+    "evaluate_mlp",
+    "train_mlp",
+    "layer_statistics",
 ]
 
 #: Initialisation schemes of ``Linear`` (see ``init_std``).
@@ -52,9 +68,6 @@ class Module:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -66,15 +79,20 @@ class Linear(Module):
     Backward: ``dW = x^T dout``, ``db = sum_n dout_n``, ``dx = dout W^T``.
     """
 
-    def __init__(self, in_features: int, out_features: int, init: str = "he", naive_scale: float = 1e-2,
-                 rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        init: str = "he",
+        naive_scale: float = 1e-2,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"in_features and out_features must be positive, got {in_features}, {out_features}")
         rng = rng if rng is not None else np.random.default_rng()
         std = init_std(init, in_features, out_features, naive_scale)
-        self.params = {"weight": rng.normal(0.0, std, size=(in_features, out_features)),
-                       "bias": np.zeros(out_features)}
+        self.params = {"weight": rng.normal(0.0, std, size=(in_features, out_features)), "bias": np.zeros(out_features)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.x = None
 
@@ -146,7 +164,7 @@ class Tanh(Module):
         return self.out
 
     def backward(self, dout):
-        return dout * (1.0 - self.out ** 2)
+        return dout * (1.0 - self.out**2)
 
 
 class SoftMax(Module):
@@ -194,6 +212,8 @@ class CrossEntropy:
         self.eps = eps
 
     def forward(self, p: np.ndarray, y) -> float:
+        if p.ndim != 2 or p.shape[0] == 0:
+            raise ValueError(f"p must be probabilities of shape (N, C) with N >= 1, got shape {p.shape}")
         t = _one_hot(y, p.shape[1])
         if t.shape[0] != p.shape[0]:
             raise ValueError(f"p has {p.shape[0]} rows but y has {t.shape[0]}")
@@ -202,8 +222,6 @@ class CrossEntropy:
     def backward(self, p: np.ndarray, y) -> np.ndarray:
         t = _one_hot(y, p.shape[1])
         return -t / (np.maximum(p, self.eps) * p.shape[0])
-
-    __call__ = forward
 
 
 #: Activation names accepted by ``MLP`` and the modules they build.
@@ -226,8 +244,16 @@ class MLP:
     ``Linear``'s ``grads`` and returns ``dX``.
     """
 
-    def __init__(self, n_inputs: int, n_hidden, n_classes: int, activation: str = "relu", init: str = "he",
-                 naive_scale: float = 1e-2, seed: int | None = None):
+    def __init__(
+        self,
+        n_inputs: int,
+        n_hidden,
+        n_classes: int,
+        activation: str = "relu",
+        init: str = "he",
+        naive_scale: float = 1e-2,
+        seed: int | None = None,
+    ):
         if isinstance(n_hidden, int):
             n_hidden = [n_hidden]
         n_hidden = list(n_hidden)
@@ -258,11 +284,11 @@ class MLP:
     def forward(self, X: np.ndarray) -> np.ndarray:
         """``X (N, D)`` -> probabilities ``(N, C)``."""
         out = np.asarray(X, dtype=np.float64)
+        if out.ndim != 2 or out.shape[0] == 0:
+            raise ValueError(f"X must have shape (N, {self.n_inputs}) with N >= 1, got shape {out.shape}")
         for layer in self.layers:
             out = layer.forward(out)
         return out
-
-    __call__ = forward
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """``dout = dL/dprobs (N, C)`` -> ``dL/dX (N, D)``; gradients land in each ``Linear.grads``."""
@@ -305,8 +331,15 @@ def sgd_step(model: MLP, learning_rate: float) -> None:
             layer.params[name] -= learning_rate * layer.grads[name]
 
 
-def train_step(model: MLP, X: np.ndarray, y: np.ndarray, learning_rate: float, l1: float = 0.0,
-               l2: float = 0.0, loss_fn: CrossEntropy | None = None) -> float:
+def train_step(
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    learning_rate: float,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    loss_fn: CrossEntropy | None = None,
+) -> float:
     """Forward, loss, backward, penalty and one SGD update on the batch ``X (B, D)``, ``y (B,)``.
 
     Returns the batch's total objective (data loss + penalty) before the update.
@@ -326,10 +359,22 @@ def evaluate_mlp(model: MLP, X: np.ndarray, y: np.ndarray) -> tuple[float, float
     return CrossEntropy().forward(probs, y), float(np.mean(probs.argmax(axis=1) == y))
 
 
-def train_mlp(model: MLP, X_train: np.ndarray, y_train: np.ndarray, X_val=None, y_val=None,
-              method: str = "minibatch", batch_size: int = 32, learning_rate: float = 0.1,
-              epochs: int = 100, l1: float = 0.0, l2: float = 0.0, seed: int | None = None,
-              progress: bool = True, desc: str | None = None) -> dict:
+def train_mlp(
+    model: MLP,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val=None,
+    y_val=None,
+    method: str = "minibatch",
+    batch_size: int = 32,
+    learning_rate: float = 0.1,
+    epochs: int = 100,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    seed: int | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> dict:
     """Train ``model`` with gradient descent and record one history entry per epoch.
 
     ``method``: 'batch' (full-batch GD, one step per epoch), 'sgd' (batch size 1, N steps per
@@ -355,15 +400,22 @@ def train_mlp(model: MLP, X_train: np.ndarray, y_train: np.ndarray, X_val=None, 
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     rng = np.random.default_rng(seed)
     loss_fn = CrossEntropy()
-    history = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": [], "time": [], "penalty": [],
-               "steps_per_epoch": int(np.ceil(N / B))}
+    history = {
+        "train_loss": [],
+        "train_acc": [],
+        "val_loss": [],
+        "val_acc": [],
+        "time": [],
+        "penalty": [],
+        "steps_per_epoch": int(np.ceil(N / B)),
+    }
     elapsed = 0.0
     bar = tqdm(range(epochs), desc=desc or method, disable=not progress, leave=False)
     for _ in bar:
         start = time.perf_counter()
         order = rng.permutation(N) if B < N else np.arange(N)
         for i in range(0, N, B):
-            idx = order[i:i + B]
+            idx = order[i : i + B]
             train_step(model, X_train[idx], y_train[idx], learning_rate, l1, l2, loss_fn)
         elapsed += time.perf_counter() - start
         history["time"].append(elapsed)
@@ -399,8 +451,10 @@ def layer_statistics(model: MLP, X: np.ndarray, y: np.ndarray) -> dict:
     for i in reversed(range(len(model.layers))):
         douts[i] = dout  # gradient w.r.t. the output of layer i
         dout = model.layers[i].backward(dout)
-    stats = {k: [] for k in ("act_mean", "act_std", "act_grad_std", "weight_grad_std", "weight_std",
-                             "activations", "act_grads")}
+    stats = {
+        k: []
+        for k in ("act_mean", "act_std", "act_grad_std", "weight_grad_std", "weight_std", "activations", "act_grads")
+    }
     linears = []
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Linear):

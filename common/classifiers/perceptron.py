@@ -1,4 +1,5 @@
 """Rosenblatt's perceptron: a linear classifier for labels +1/-1, trained with the mistake-driven update rule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,9 +30,16 @@ class Perceptron:
             last weights stay available as ``w_last``, ``b_last``.
     """
 
-    def __init__(self, n_inputs: int, max_epochs: int = 100, learning_rate: float = 0.01,
-                 init: str = "zeros", init_scale: float = 1.0, seed: int | None = None,
-                 average: bool = False):
+    def __init__(
+        self,
+        n_inputs: int,
+        max_epochs: int = 100,
+        learning_rate: float = 0.01,
+        init: str = "zeros",
+        init_scale: float = 1.0,
+        seed: int | None = None,
+        average: bool = False,
+    ):
         if n_inputs < 1:
             raise ValueError(f"n_inputs must be at least 1, got {n_inputs}")
         if max_epochs < 1:
@@ -58,6 +66,8 @@ class Perceptron:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
             raise ValueError(f"X must have shape (N, {self.n_inputs}), got {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("X has no samples (N=0): pass at least one sample")
         return X
 
     def decision_function(self, X) -> np.ndarray:
@@ -67,8 +77,6 @@ class Perceptron:
     def forward(self, X) -> np.ndarray:
         """Predicted labels in {+1, -1} for ``X (N, D)`` (or one sample ``(D,)``); a score of 0 counts as -1."""
         return np.where(self.decision_function(X) > 0, 1, -1)
-
-    predict = forward
 
     def score(self, X, y) -> float:
         """Accuracy of the predictions on ``X (N, D)`` against labels ``y (N,)`` in {+1, -1}."""
@@ -88,8 +96,9 @@ class Perceptron:
             raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {y.shape}")
         values = set(np.unique(y).tolist())
         if not values <= {1, -1}:
-            raise ValueError(f"y must contain only +1 and -1, got values {sorted(values)}; "
-                             "map 0/1 labels with y = 2 * y - 1")
+            raise ValueError(
+                f"y must contain only +1 and -1, got values {sorted(values)}; map 0/1 labels with y = 2 * y - 1"
+            )
         history = {"mistakes": [], "train_acc": [], "converged": False, "updates": []}
         w_sum, b_sum, visits = np.zeros_like(self.w), 0.0, 0
         for _ in range(self.max_epochs):

@@ -1,10 +1,19 @@
 """CaptioningRNN: image features -> initial hidden state -> RNN or LSTM over words -> vocabulary scores."""
+
 import numpy as np
 
 from common.layers import affine_backward, affine_forward
 from common.rnn_layers import (
-    lstm_backward, lstm_forward, lstm_step_forward, rnn_backward, rnn_forward, rnn_step_forward,
-    temporal_affine_backward, temporal_affine_forward, temporal_softmax_loss, word_embedding_backward,
+    lstm_backward,
+    lstm_forward,
+    lstm_step_forward,
+    rnn_backward,
+    rnn_forward,
+    rnn_step_forward,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
     word_embedding_forward,
 )
 
@@ -20,8 +29,9 @@ class CaptioningRNN:
     ``<END>`` for ``sample`` (the loss works without them, as CS231n's published checks expect).
     """
 
-    def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn",
-                 dtype=np.float32, seed=None):
+    def __init__(
+        self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn", dtype=np.float32, seed=None
+    ):
         if cell_type not in {"rnn", "lstm"}:
             raise ValueError(f'cell_type must be "rnn" or "lstm", got {cell_type!r}')
         if "<NULL>" not in word_to_idx:

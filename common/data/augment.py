@@ -1,13 +1,13 @@
-"""Batch-wise image augmentation on tensors (normalise, random crop, flip) and a fast shuffled batch iterator."""
-from __future__ import annotations
+"""Batch-wise image augmentation on tensors: normalise, random crop, flip."""
 
-from typing import Callable
+from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["channel_stats", "to_tensor", "normalize", "denormalize", "random_crop", "random_flip",
-           "Augment", "TensorBatches"]
+from common.config import make_generator
+
+__all__ = ["channel_stats", "to_tensor", "normalize", "denormalize", "random_crop", "random_flip", "Augment"]
 
 
 def channel_stats(X) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,11 +57,13 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return x * std + mean
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None,
-                fill: float = 0.0) -> torch.Tensor:
+def random_crop(
+    x: torch.Tensor, padding: int, generator: torch.Generator | None = None, fill: float = 0.0
+) -> torch.Tensor:
     """Random ``H x W`` crop of each image zero-padded (``fill``) by ``padding`` on every side.
 
-    ``x (N, C, H, W)`` -> ``(N, C, H, W)``; one offset pair per image, drawn from ``generator``.
+    ``x (N, C, H, W)`` -> ``(N, C, H, W)``; one offset pair per image, drawn from ``generator`` (None: a
+    fresh one seeded by the operating system; the global generator is never used).
     Batch-wise: the images that share an offset are copied with one slice, so there are at most
     ``(2 * padding + 1) ** 2`` copies per batch whatever its size.
     """
@@ -71,21 +73,24 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
         return x
     N, C, H, W = x.shape
     padded = x.new_full((N, C, H + 2 * padding, W + 2 * padding), fill)
-    padded[:, :, padding:padding + H, padding:padding + W] = x
+    padded[:, :, padding : padding + H, padding : padding + W] = x
+    generator = generator if generator is not None else make_generator(None)
     offsets = torch.randint(0, 2 * padding + 1, (2, N), generator=generator)  # (2, N): rows, cols
     code = offsets[0] * (2 * padding + 1) + offsets[1]  # (N,) one code per offset pair
     out = torch.empty_like(x)
     for c in torch.unique(code).tolist():
         idx = (code == c).nonzero(as_tuple=True)[0]
         i, j = divmod(c, 2 * padding + 1)
-        out[idx] = padded[idx, :, i:i + H, j:j + W]
+        out[idx] = padded[idx, :, i : i + H, j : j + W]
     return out
 
 
 def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each image of ``x (N, C, H, W)`` left-right with probability ``p`` (one draw per image)."""
+    """Flip each image of ``x (N, C, H, W)`` left-right with probability ``p`` (one draw per image, from
+    ``generator``; None: a fresh one seeded by the operating system, never the global generator)."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a probability in [0, 1], got {p}")
+    generator = generator if generator is not None else make_generator(None)
     flip = torch.rand(x.shape[0], generator=generator) < p  # (N,)
     return torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
 
@@ -94,7 +99,8 @@ class Augment:
     """Callable batch transform: random crop with ``padding`` then horizontal flip with probability ``flip``.
 
     Apply it to normalised batches (zero padding is then the channel mean). Randomness comes from
-    the generator passed at call time, or from its own one seeded with ``seed``.
+    the generator passed at call time (``TensorBatches`` passes its own), else from ``self.generator``,
+    seeded with ``seed`` (None: by the operating system).
     """
 
     def __init__(self, padding: int = 4, flip: float = 0.5, seed: int | None = None):
@@ -103,58 +109,12 @@ class Augment:
         if not 0.0 <= flip <= 1.0:
             raise ValueError(f"flip must be a probability in [0, 1], got {flip}")
         self.padding, self.flip = padding, flip
-        self.generator = torch.Generator()
-        self.generator.manual_seed(seed if seed is not None else torch.seed())
+        self.generator = make_generator(seed)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        g = generator or self.generator
+        g = generator if generator is not None else self.generator
         x = random_crop(x, self.padding, g)
         return random_flip(x, self.flip, g) if self.flip > 0 else x
 
     def __repr__(self) -> str:
         return f"Augment(padding={self.padding}, flip={self.flip})"
-
-
-class TensorBatches:
-    """Shuffled mini-batches ``(x, y)`` straight from in-memory tensors, without a DataLoader.
-
-    ``X (N, ...)`` float tensor (already normalised), ``y (N,)`` labels. Each pass draws a new
-    permutation from its own generator (seeded with ``seed``), so epochs differ but a run is
-    reproducible. ``transform(x_batch, generator)`` (e.g. ``Augment``) is applied per batch.
-    ``memory_format=torch.channels_last`` returns batches in that layout. ``len()`` is the number of batches.
-    """
-
-    def __init__(self, X, y, batch_size: int = 128, shuffle: bool = True, seed: int | None = 0,
-                 transform: Callable | None = None, drop_last: bool = False,
-                 memory_format: torch.memory_format | None = None):
-        X = torch.as_tensor(X)
-        y = torch.as_tensor(y)
-        if len(X) != len(y):
-            raise ValueError(f"X has {len(X)} samples but y has {len(y)}")
-        if len(X) == 0:
-            raise ValueError("X is empty")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not X.is_floating_point():
-            raise ValueError(f"X must be a float tensor (normalise uint8 images first with normalize()), got {X.dtype}")
-        self.X, self.y = X, y.long()
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.transform, self.memory_format = transform, memory_format
-        self.generator = torch.Generator()
-        self.generator.manual_seed(seed if seed is not None else torch.seed())
-
-    def __len__(self) -> int:
-        N = len(self.X)
-        return N // self.batch_size if self.drop_last else -(-N // self.batch_size)
-
-    def __iter__(self):
-        N = len(self.X)
-        order = torch.randperm(N, generator=self.generator) if self.shuffle else torch.arange(N)
-        for k in range(len(self)):
-            idx = order[k * self.batch_size:(k + 1) * self.batch_size]
-            x = self.X[idx]  # (B, C, H, W), a copy
-            if self.transform is not None:
-                x = self.transform(x, self.generator)
-            if self.memory_format is not None:
-                x = x.contiguous(memory_format=self.memory_format)
-            yield x, self.y[idx]

@@ -1,31 +1,38 @@
-"""Captioning data, one interface for two sources: CS231n's COCO features, or generated scenes of coloured shapes.
+"""Captioning data: generated scenes of coloured shapes with their captions, the vocabulary, caption
+encoding/decoding, CS231n's COCO files, minibatches and BLEU.
 
-Both give CS231n's dictionary: ``{split}_captions (N, 17)`` word indices, ``{split}_image_idxs (N,)``,
-``{split}_features (M, D)``, ``word_to_idx``, ``idx_to_word`` (a list), for the splits train and val
-(and test for the scenes). The scenes also give ``{split}_images (M, S, S, 3)`` uint8 and every
-image's reference captions (``{split}_references``, lists of word lists) for BLEU.
+CS231n's dictionary: ``{split}_captions (N, 17)`` word indices, ``{split}_image_idxs (N,)``,
+``{split}_features (M, D)``, ``word_to_idx``, ``idx_to_word`` (a list). ``load_coco_data`` reads it from
+the COCO files; the scenes' image features need the pretrained network, so the scenes dataset is
+assembled in ``common.experiments.captioning`` (``load_scenes_data``, ``load_captioning_data``).
 """
+
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from common.config import REPO_ROOT, data_dir
+from common.config import data_dir
 from common.data.fetch import FETCH_COMMAND
 
 SPECIAL = ["<NULL>", "<START>", "<END>", "<UNK>"]
 MAX_LENGTH = 17  # tokens per caption, <START> and <END> included (as in CS231n's COCO files)
 
 SHAPES = ("circle", "square", "triangle", "diamond")
-COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
-           "yellow": (235, 200, 30), "purple": (140, 60, 180), "orange": (245, 130, 20)}
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 200, 30),
+    "purple": (140, 60, 180),
+    "orange": (245, 130, 20),
+}
 SIZES = {"small": 0.24, "large": 0.42}  # radius as a fraction of a grid cell (a third of the canvas)
-SCENES_VERSION = 2  # bump when rendering or grammar changes: it is part of the feature-cache key
+#: Added to ``SceneConfig.seed`` for each split, so the splits never share a scene.
+SPLIT_SEED_OFFSETS = {"train": 0, "val": 10_000, "test": 20_000}
 
 
 @dataclass(frozen=True)
@@ -87,21 +94,30 @@ def scene_captions(objects: list[dict], rng: np.random.Generator, k: int = 4) ->
     options: list[list[str]] = []
     if len(objs) == 1:
         (a,) = objs
-        options += [_phrase(a, True), _phrase(a, False), ["there", "is"] + _phrase(a, True),
-                    _phrase(a, False) + _place(a), _phrase(a, True) + _place(a)]
+        options += [
+            _phrase(a, True),
+            _phrase(a, False),
+            ["there", "is"] + _phrase(a, True),
+            _phrase(a, False) + _place(a),
+            _phrase(a, True) + _place(a),
+        ]
     elif len(objs) == 2:
         a, b = objs
-        options += [_phrase(a, True) + _relation(a, b) + _phrase(b, True),
-                    _phrase(b, False) + _relation(b, a) + _phrase(a, False),
-                    _phrase(a, False) + ["and"] + _phrase(b, False),
-                    ["two", "shapes"] + _phrase(a, True) + ["and"] + _phrase(b, True),
-                    _phrase(a, True) + _relation(a, b) + _phrase(b, False)]
+        options += [
+            _phrase(a, True) + _relation(a, b) + _phrase(b, True),
+            _phrase(b, False) + _relation(b, a) + _phrase(a, False),
+            _phrase(a, False) + ["and"] + _phrase(b, False),
+            ["two", "shapes"] + _phrase(a, True) + ["and"] + _phrase(b, True),
+            _phrase(a, True) + _relation(a, b) + _phrase(b, False),
+        ]
     else:
         a, b, c = objs[:3]
-        options += [_phrase(a, False) + _phrase(b, False) + ["and"] + _phrase(c, False),
-                    ["three", "shapes"] + _phrase(a, True) + _phrase(b, True) + ["and"] + _phrase(c, True),
-                    _phrase(a, False) + _relation(a, b) + _phrase(b, False) + ["and"] + _phrase(c, False),
-                    ["three", "shapes"] + _phrase(a, False) + _phrase(b, False) + ["and"] + _phrase(c, False)]
+        options += [
+            _phrase(a, False) + _phrase(b, False) + ["and"] + _phrase(c, False),
+            ["three", "shapes"] + _phrase(a, True) + _phrase(b, True) + ["and"] + _phrase(c, True),
+            _phrase(a, False) + _relation(a, b) + _phrase(b, False) + ["and"] + _phrase(c, False),
+            ["three", "shapes"] + _phrase(a, False) + _phrase(b, False) + ["and"] + _phrase(c, False),
+        ]
     options = [o for o in options if len(o) + 2 <= MAX_LENGTH]
     picks = rng.choice(len(options), size=min(k, len(options)), replace=False)
     return [options[i] for i in sorted(picks)]
@@ -144,13 +160,47 @@ def generate_scenes(n: int, image_size: int = 96, seed: int = 0, captions_per_im
     return images, references
 
 
+def generate_scene_splits(config: SceneConfig = SceneConfig(), captions_per_image: int = 4):
+    """The train, val and test scenes of ``config``: ``(images, references)``, two dicts keyed by split."""
+    sizes = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
+    for split, n in sizes.items():
+        if n < 1:
+            raise ValueError(f"num_{split} must be at least 1, got {n}")
+    images, references = {}, {}
+    for split, n in sizes.items():
+        seed = config.seed + SPLIT_SEED_OFFSETS[split]
+        images[split], references[split] = generate_scenes(n, config.image_size, seed, captions_per_image)
+    return images, references
+
+
 # ---------------------------------------------------------------------------- vocabulary and encoding
 
 
 def scene_vocabulary() -> list[str]:
     """Every word the scene grammar can produce, after the special tokens (fixed order)."""
-    words = ["a", "an", "there", "is", "and", "two", "three", "shapes", "to", "the", "left", "right", "of",
-             "above", "below", "at", "top", "bottom", "on", "in", "middle"]
+    words = [
+        "a",
+        "an",
+        "there",
+        "is",
+        "and",
+        "two",
+        "three",
+        "shapes",
+        "to",
+        "the",
+        "left",
+        "right",
+        "of",
+        "above",
+        "below",
+        "at",
+        "top",
+        "bottom",
+        "on",
+        "in",
+        "middle",
+    ]
     return SPECIAL + sorted(set(words) | set(SHAPES) | set(COLOURS) | set(SIZES))
 
 
@@ -187,96 +237,12 @@ def decode_captions(captions: np.ndarray, idx_to_word) -> list[str] | str:
     return decoded[0] if single else decoded
 
 
-# ---------------------------------------------------------------------------- the scenes dataset
-
-
-def scene_features(images: np.ndarray, size: int = 128, grid: int = 3, batch_size: int = 64,
-                   progress: bool = True) -> np.ndarray:
-    """Pretrained features that keep where things are: EfficientNet-Lite0's last feature map
-    (1280 channels) average-pooled to a ``grid x grid`` layout, flattened.
-
-    A single global average would say *what* is in the image but not *where*, and captions say
-    "to the left of". ``images`` (N, S, S, 3) uint8 are resized to ``size``. Returns ``(N, 1280 * grid**2)``.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from common.torch_models.pretrained import block_features, load_pretrained, preprocess
-
-    model = load_pretrained()
-    device = next(model.parameters()).device
-    out = np.empty((len(images), 1280 * grid * grid), dtype=np.float32)
-    starts = range(0, len(images), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="image features", unit="batch")
-    with torch.no_grad():
-        for s in starts:
-            x = preprocess(images[s: s + batch_size], size=size, crop=True, device=device)
-            (head,) = block_features(x, ["head"], model)  # (B, 1280, size/32, size/32)
-            pooled = F.adaptive_avg_pool2d(head, grid)  # (B, 1280, grid, grid)
-            out[s: s + len(x)] = pooled.flatten(1).cpu().numpy()
-    return out
-
-
-def _cache_path(config: SceneConfig, feature_dim: int) -> Path:
-    key = json.dumps({**asdict(config), "feature_dim": feature_dim, "version": SCENES_VERSION}, sort_keys=True)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    return REPO_ROOT / ".cache" / "captions" / f"scenes-{digest}.npz"
-
-
-def load_scenes_data(config: SceneConfig = SceneConfig(), feature_dim: int = 256, captions_per_image: int = 4,
-                     progress: bool = True) -> dict:
-    """The generated scenes-and-captions set with pretrained image features reduced by PCA.
-
-    Images are rendered from ``config.seed``; each image's features are EfficientNet-Lite0's last
-    feature map pooled to a 3x3 grid (``scene_features``), reduced to ``feature_dim`` by a PCA fitted
-    on the training images. Features are cached under ``.cache/captions/``
-    keyed by the config, the feature size and the generator version, so a stale cache is never read.
-    """
-    splits = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
-    for name, n in splits.items():
-        if n < 1:
-            raise ValueError(f"num_{name} must be at least 1, got {n}")
-    if feature_dim > config.num_train:
-        raise ValueError(f"feature_dim={feature_dim} needs at least as many training images; num_train={config.num_train}")
-    seeds = {"train": config.seed, "val": config.seed + 10_000, "test": config.seed + 20_000}
-    images, references = {}, {}
-    for split, n in splits.items():
-        images[split], references[split] = generate_scenes(n, config.image_size, seeds[split], captions_per_image)
-
-    cache = _cache_path(config, feature_dim)
-    if cache.is_file():
-        with np.load(cache) as stored:
-            features = {split: stored[split] for split in splits}
-    else:
-        from sklearn.decomposition import PCA
-
-        raw = {split: scene_features(images[split], progress=progress) for split in splits}
-        pca = PCA(n_components=feature_dim, random_state=0).fit(raw["train"])
-        features = {split: pca.transform(raw[split]).astype(np.float32) for split in splits}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **features)
-        os.replace(tmp, cache)  # whole or nothing: a parallel run never reads a half-written file
-
-    vocab = scene_vocabulary()
-    word_to_idx = {w: i for i, w in enumerate(vocab)}
-    data = {"word_to_idx": word_to_idx, "idx_to_word": vocab, "source": "scenes"}
-    for split in splits:
-        data[f"{split}_captions"], data[f"{split}_image_idxs"] = encode_captions(references[split], word_to_idx)
-        data[f"{split}_features"] = features[split]
-        data[f"{split}_images"] = images[split]
-        data[f"{split}_references"] = references[split]
-    return data
-
-
 # ---------------------------------------------------------------------------- COCO (CS231n's files)
 
 
-def load_coco_data(base_dir: str | Path | None = None, max_train: int | None = None, pca_features: bool = True,
-                   seed: int = 0) -> dict:
+def load_coco_data(
+    base_dir: str | Path | None = None, max_train: int | None = None, pca_features: bool = True, seed: int = 0
+) -> dict:
     """CS231n's COCO captioning set from ``datasets/coco_captioning`` (fetch with ``--coco``).
 
     Returns the CS231n dictionary (captions, image indices, fc7 features, vocabulary, image URLs).
@@ -286,8 +252,11 @@ def load_coco_data(base_dir: str | Path | None = None, max_train: int | None = N
 
     base = Path(base_dir) if base_dir else data_dir() / "coco_captioning"
     if not (base / "coco2014_captions.h5").is_file():
-        raise FileNotFoundError(f"COCO captioning is not in {base}. Fetch it with `{FETCH_COMMAND} --coco` "
-                                "(about 1 GB), or use the generated scenes (load_captioning_data(source='scenes')).")
+        raise FileNotFoundError(
+            f"COCO captioning is not in {base}. Fetch it with `{FETCH_COMMAND} --coco` "
+            "(about 1 GB), or use the generated scenes "
+            "(common.experiments.captioning.load_captioning_data(source='scenes'))."
+        )
     data = {"source": "coco"}
     with h5py.File(base / "coco2014_captions.h5", "r") as f:
         for k, v in f.items():
@@ -306,22 +275,6 @@ def load_coco_data(base_dir: str | Path | None = None, max_train: int | None = N
         keep = rng.choice(len(data["train_captions"]), size=min(max_train, len(data["train_captions"])), replace=False)
         data["train_captions"], data["train_image_idxs"] = data["train_captions"][keep], data["train_image_idxs"][keep]
     return data
-
-
-def load_captioning_data(source: str = "auto", **kwargs) -> dict:
-    """COCO when ``source='coco'`` (or 'auto' and it has been fetched), else the generated scenes.
-
-    'auto' prints which one it uses; keyword arguments go to ``load_coco_data`` or ``load_scenes_data``.
-    """
-    if source not in {"auto", "coco", "scenes"}:
-        raise ValueError(f"source must be 'auto', 'coco' or 'scenes', got {source!r}")
-    coco_there = (data_dir() / "coco_captioning" / "coco2014_captions.h5").is_file()
-    if source == "coco" or (source == "auto" and coco_there):
-        return load_coco_data(**kwargs)
-    if source == "auto":
-        print("COCO captioning is not downloaded: using the generated scenes-and-captions set "
-              f"(`{FETCH_COMMAND} --coco` fetches COCO).")
-    return load_scenes_data(**kwargs)
 
 
 def sample_minibatch(data: dict, batch_size: int = 100, split: str = "train", rng=None):

@@ -1,4 +1,5 @@
 """Small generated 2-D datasets (moons, circles, blobs, Gaussian clouds), each reproducible from a seed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,23 +12,32 @@ def make_moons(n_samples: int = 1000, noise: float = 0.1, seed: int | None = Non
     return X, y.astype(np.int64)
 
 
-def make_circles(n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5,
-                 seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_circles(
+    n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A small circle inside a large one: ``X (N, 2)``, ``y (N,)`` in {0, 1}."""
     X, y = skdatasets.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
     return X, y.astype(np.int64)
 
 
-def make_blobs(n_samples: int = 1000, centers: int = 3, cluster_std: float = 1.0,
-               seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_blobs(
+    n_samples: int = 1000, centers: int = 3, cluster_std: float = 1.0, seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Isotropic Gaussian blobs, one per class: ``X (N, 2)``, ``y (N,)`` in {0, ..., centers-1}."""
-    X, y = skdatasets.make_blobs(n_samples=n_samples, centers=centers, cluster_std=cluster_std,
-                                 n_features=2, random_state=seed)
+    X, y = skdatasets.make_blobs(
+        n_samples=n_samples, centers=centers, cluster_std=cluster_std, n_features=2, random_state=seed
+    )
     return X, y.astype(np.int64)
 
 
-def make_gaussian_clouds(n_per_class: int = 100, mean_pos=(2.0, 2.0), mean_neg=(-2.0, -2.0),
-                         std: float = 1.0, labels=(1, -1), seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_gaussian_clouds(
+    n_per_class: int = 100,
+    mean_pos=(2.0, 2.0),
+    mean_neg=(-2.0, -2.0),
+    std: float = 1.0,
+    labels=(1, -1),
+    seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Two Gaussian point clouds in 2-D (the perceptron's data), shuffled.
 
     ``n_per_class`` points around ``mean_pos`` get ``labels[0]``, as many around ``mean_neg`` get

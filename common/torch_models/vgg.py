@@ -1,4 +1,5 @@
 """The CS324 reduced VGG for CIFAR-10 (and 1x28x28 Fashion-MNIST), configured by ``VGGConfig``."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,8 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["VGGConfig", "VGG", "VGG_LAYOUT", "pooled_size", "count_parameters", "layer_shapes",
-           "format_layer_shapes"]
+__all__ = ["VGGConfig", "VGG", "VGG_LAYOUT", "pooled_size", "layer_shapes", "format_layer_shapes"]
 
 #: The CS324 layout: numbers are 3x3 conv widths (at width 1), 'M' a 3x3 / stride-2 / pad-1 max pool.
 VGG_LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
@@ -60,7 +60,7 @@ class VGGConfig:
         return pooled_size(self.image_size, VGG_LAYOUT.count("M"))
 
     @classmethod
-    def for_data(cls, X, **kwargs) -> "VGGConfig":
+    def for_data(cls, X, **kwargs) -> VGGConfig:
         """A config whose ``in_channels``/``image_size`` match images ``X (N, C, H, W)`` (H must equal W)."""
         if X.ndim != 4 or X.shape[2] != X.shape[3]:
             raise ValueError(f"X must be square images (N, C, H, W), got shape {tuple(X.shape)}")
@@ -102,7 +102,7 @@ class VGG(nn.Module):
                 blocks.append((next(names), _conv_block(c_in, c_out, config.batchnorm)))
                 c_in = c_out
         self.features = nn.Sequential(OrderedDict(blocks))
-        self.classifier = nn.Linear(c_in * config.final_size ** 2, config.num_classes)
+        self.classifier = nn.Linear(c_in * config.final_size**2, config.num_classes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -119,22 +119,20 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, s = self.config.in_channels, self.config.image_size
         if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
-            raise ValueError(f"VGG expects input (N, {c}, {s}, {s}) as set in its VGGConfig, "
-                             f"got {tuple(x.shape)}; build the config with VGGConfig.for_data(X)")
+            raise ValueError(
+                f"VGG expects input (N, {c}, {s}, {s}) as set in its VGGConfig, "
+                f"got {tuple(x.shape)}; build the config with VGGConfig.for_data(X)"
+            )
         x = self.features(x)  # (N, C_last, final_size, final_size)
         x = torch.flatten(x, 1)  # (N, C_last * final_size**2)
         return self.classifier(x)  # (N, num_classes)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) scalar parameters in ``model``; BatchNorm running stats are buffers, not counted."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 @torch.no_grad()
 def layer_shapes(model: VGG, batch_size: int = 1) -> list[tuple[str, tuple[int, ...], int]]:
     """``(block name, output shape, parameter count)`` for each block of ``model``, on a zero input.
 
+    Parameter counts leave out BatchNorm's running statistics (buffers, not parameters).
     Runs in eval mode and restores the previous mode.
     """
     cfg = model.config
@@ -145,11 +143,11 @@ def layer_shapes(model: VGG, batch_size: int = 1) -> list[tuple[str, tuple[int, 
     rows = [("input", tuple(x.shape), 0)]
     for name, block in model.features.named_children():
         x = block(x)
-        rows.append((name, tuple(x.shape), count_parameters(block)))
+        rows.append((name, tuple(x.shape), sum(p.numel() for p in block.parameters())))
     x = torch.flatten(x, 1)
     rows.append(("flatten", tuple(x.shape), 0))
     x = model.classifier(x)
-    rows.append(("linear", tuple(x.shape), count_parameters(model.classifier)))
+    rows.append(("linear", tuple(x.shape), sum(p.numel() for p in model.classifier.parameters())))
     model.train(was_training)
     return rows
 

@@ -1,4 +1,5 @@
 """Plotting helpers: image grids and training curves. They take data and an optional ``ax``; no ``plt.show()``."""
+
 from __future__ import annotations
 
 from math import ceil, sqrt
@@ -33,7 +34,7 @@ def visualize_grid(Xs: np.ndarray, ubound: float = 255.0, padding: int = 1) -> n
         img = Xs[i]
         low, high = img.min(), img.max()
         scaled = ubound * (img - low) / (high - low) if high > low else np.zeros_like(img)
-        grid[r * (H + padding): r * (H + padding) + H, c * (W + padding): c * (W + padding) + W] = scaled
+        grid[r * (H + padding) : r * (H + padding) + H, c * (W + padding) : c * (W + padding) + W] = scaled
     return grid
 
 
@@ -46,16 +47,26 @@ def image_grid(images: np.ndarray, ncols: int | None = None, padding: int = 2, p
     N, H, W, C = images.shape
     ncols = ncols or int(ceil(sqrt(N)))
     nrows = int(ceil(N / ncols))
-    grid = np.full((nrows * (H + padding) - padding, ncols * (W + padding) - padding, C), pad_value,
-                   dtype=np.result_type(images.dtype, np.float32))
+    grid = np.full(
+        (nrows * (H + padding) - padding, ncols * (W + padding) - padding, C),
+        pad_value,
+        dtype=np.result_type(images.dtype, np.float32),
+    )
     for i in range(N):
         r, c = divmod(i, ncols)
-        grid[r * (H + padding): r * (H + padding) + H, c * (W + padding): c * (W + padding) + W] = images[i]
+        grid[r * (H + padding) : r * (H + padding) + H, c * (W + padding) : c * (W + padding) + W] = images[i]
     return grid
 
 
-def show_image_grid(images: np.ndarray, ax=None, ncols: int | None = None, title: str | None = None,
-                    cmap: str | None = None, vmin: float | None = None, vmax: float | None = None):
+def show_image_grid(
+    images: np.ndarray,
+    ax=None,
+    ncols: int | None = None,
+    title: str | None = None,
+    cmap: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+):
     """Draw ``image_grid(images)`` on ``ax`` (a new figure when None); grey images use ``cmap='gray'``."""
     import matplotlib.pyplot as plt
 
@@ -74,8 +85,14 @@ def show_image_grid(images: np.ndarray, ax=None, ncols: int | None = None, title
     return ax
 
 
-def plot_history(history: dict, keys=("train_loss", "val_loss"), ax=None, xlabel: str = "epoch",
-                 title: str | None = None, logy: bool = False):
+def plot_history(
+    history: dict,
+    keys=("train_loss", "val_loss"),
+    ax=None,
+    xlabel: str = "epoch",
+    title: str | None = None,
+    logy: bool = False,
+):
     """Plot the lists ``history[k]`` for ``k`` in ``keys`` against their index on ``ax``."""
     import matplotlib.pyplot as plt
 
@@ -110,8 +127,15 @@ def plot_class_balance(y: np.ndarray, class_names: list[str], ax=None, title: st
     return ax
 
 
-def show_class_examples(X: np.ndarray, y: np.ndarray, class_names: list[str], per_class: int = 8,
-                        ax=None, rng: np.random.Generator | None = None, title: str | None = None):
+def show_class_examples(
+    X: np.ndarray,
+    y: np.ndarray,
+    class_names: list[str],
+    per_class: int = 8,
+    ax=None,
+    rng: np.random.Generator | None = None,
+    title: str | None = None,
+):
     """A grid with one row per class and ``per_class`` random examples in it (raw pixels, uint8 or [0, 1])."""
     import matplotlib.pyplot as plt
 

@@ -1,15 +1,28 @@
-"""Tests for common.gan_eval: Inception Score and Frechet distance against closed forms, the cached classifier."""
+"""Tests for common.experiments.gan_scoring (Inception Score and Frechet distance against closed forms, the
+cached classifier) and common.torch_models.mnist (the scoring CNN)."""
+
+import inspect
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from common.gan_eval import (
-    ClassifierConfig, MNISTClassifier, class_histogram, extract_features, frechet_distance, get_mnist_classifier,
-    inception_score, predict_proba, score_samples,
+from common.config import MNIST_MEAN, MNIST_STD
+from common.experiments.gan_scoring import (
+    ClassifierTrainConfig,
+    class_histogram,
+    extract_features,
+    frechet_distance,
+    get_mnist_classifier,
+    inception_score,
+    predict_proba,
+    score_samples,
 )
+from common.torch_models import mnist
+from common.torch_models.mnist import MNISTClassifierConfig, build_mnist_classifier
 
+CPU = torch.device("cpu")
 
 
 def test_inception_score_extremes_and_formula():
@@ -66,35 +79,57 @@ def test_frechet_distance_closed_forms():
 
 
 def test_classifier_shapes_and_input_checks():
-    torch.manual_seed(0)
-    model = MNISTClassifier(ClassifierConfig(channels=(4, 8), hidden=16))
+    state = torch.get_rng_state()
+    model = build_mnist_classifier(MNISTClassifierConfig(channels=(4, 8), hidden=16), seed=0)
+    assert torch.equal(torch.get_rng_state(), state)  # initialised from a forked generator
     x = np.random.default_rng(0).random((3, 1, 28, 28)).astype(np.float32)
-    p = predict_proba(model, x)
+    p = predict_proba(model, x, device=CPU)
     assert p.shape == (3, 10) and np.allclose(p.sum(1), 1)
-    assert extract_features(model, x).shape == (3, 16)
+    assert extract_features(model, x, device=CPU).shape == (3, 16)
     assert np.allclose(predict_proba(model, (x * 255).astype(np.uint8)), p, atol=1e-2)  # uint8 scaled to [0, 1]
+    assert np.allclose(predict_proba(model, x[:, 0]), p)  # (N, 28, 28) is read as one channel
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         predict_proba(model, x * 2 - 1)
     with pytest.raises(ValueError, match="shape"):
         predict_proba(model, x[:, :, :20])
+    with pytest.raises(ValueError, match="channels"):
+        MNISTClassifierConfig(channels=(4,))
 
 
-def test_cached_classifier_learns_and_is_reused(tmp_path):
-    from common.data import load_mnist
+def test_classifier_uses_the_course_normalisation_constants():
+    from common.experiments import gan_scoring
 
+    assert mnist.MNIST_MEAN is MNIST_MEAN and mnist.MNIST_STD is MNIST_STD  # imported from common.config
+    for module in (mnist, gan_scoring):
+        assert "MNIST_MEAN =" not in inspect.getsource(module) and "MNIST_STD =" not in inspect.getsource(module)
+
+
+def test_cached_classifier_learns_and_is_reused(tmp_path, monkeypatch):
+    from common.data.images import load_mnist
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
     data = load_mnist()
-    config = ClassifierConfig(channels=(8, 16), hidden=32, epochs=2, num_train=4000, lr=5e-3)
-    cpu = torch.device("cpu")
-    model, info = get_mnist_classifier(config, data=data, cache_dir=tmp_path, device=cpu, progress=False)
+    model_config = MNISTClassifierConfig(channels=(8, 16), hidden=32)
+    config = ClassifierTrainConfig(epochs=2, num_train=4000, lr=5e-3)
+    model, info = get_mnist_classifier(model_config, config, data=data, device=CPU, progress=False)
     assert not info["from_cache"] and info["test_acc"] > 0.85, info["test_acc"]
-    again, info2 = get_mnist_classifier(config, cache_dir=tmp_path, device=cpu, progress=False)
+    assert info["path"].parent == tmp_path / "gan" and info["path"].name.startswith("mnist_classifier-")
+    assert len(info["history"]["epoch"]) == 2 and info["train_time"] > 0
+    again, info2 = get_mnist_classifier(model_config, config, data=data, device=CPU, progress=False)
     assert info2["from_cache"] and info2["test_acc"] == info["test_acc"] and info2["path"] == info["path"]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    other = ClassifierConfig(channels=(4, 8), hidden=16, epochs=1, num_train=500, lr=5e-3, seed=1)
-    assert get_mnist_classifier(other, data=data, cache_dir=tmp_path, device=cpu, progress=False)[1]["path"] \
+    assert not again.training
+    other = ClassifierTrainConfig(epochs=1, num_train=500, lr=5e-3, seed=1)
+    assert (
+        get_mnist_classifier(
+            MNISTClassifierConfig(channels=(4, 8), hidden=16), other, data=data, device=CPU, progress=False
+        )[1]["path"]
         != info["path"]
+    )
     # real test digits score high; one repeated digit scores near 1
-    scores = score_samples(model, data.X_test[:1000], real_features=extract_features(model, data.X_test[1000:2000]))
+    scores = score_samples(
+        model, data.X_test[:1000], real_features=extract_features(model, data.X_test[1000:2000]), device=CPU
+    )
     assert scores["inception_score"] > 4 and scores["histogram"].sum() == 1000 and scores["frechet"] >= 0
     repeated = score_samples(model, np.repeat(data.X_test[:1], 200, axis=0))
     assert repeated["inception_score"] < 1.01 and repeated["histogram"].max() == 200

@@ -3,11 +3,13 @@
 Losses keep CS231n's / CS182's signatures. ``feats`` may be a list (indexed by int) or a dict
 (indexed by layer name); ``style_layers`` and ``content_layer`` index into it.
 """
+
 from __future__ import annotations
 
 import torch
 
-from common.torch_models.pretrained import block_features, deprocess, load_pretrained, pixel_bounds, preprocess
+from common.config import make_generator
+from common.torch_models.pretrained import block_features, deprocess, model_and_device, pixel_bounds, preprocess
 
 # Layer choice for EfficientNet-Lite0 (tuned in StyleTransfer.ipynb, see there for the pictures).
 # Style: the stem and four block outputs spread over strides 2..16, so colour/fine texture (stem,
@@ -31,8 +33,10 @@ def content_loss(content_weight: float, content_current: torch.Tensor, content_o
     and of the content image. Returns a scalar tensor.
     """
     if content_current.shape != content_original.shape:
-        raise ValueError(f"content_current {tuple(content_current.shape)} and content_original "
-                         f"{tuple(content_original.shape)} must have the same shape (same image size and layer)")
+        raise ValueError(
+            f"content_current {tuple(content_current.shape)} and content_original "
+            f"{tuple(content_original.shape)} must have the same shape (same image size and layer)"
+        )
     return content_weight * ((content_current - content_original) ** 2).sum()
 
 
@@ -57,8 +61,10 @@ def style_loss(feats, style_layers, style_targets, style_weights) -> torch.Tenso
     ``style_weights``: one weight per style layer. Returns a scalar tensor.
     """
     if not len(style_layers) == len(style_targets) == len(style_weights):
-        raise ValueError(f"style_layers ({len(style_layers)}), style_targets ({len(style_targets)}) and "
-                         f"style_weights ({len(style_weights)}) need one entry per style layer")
+        raise ValueError(
+            f"style_layers ({len(style_layers)}), style_targets ({len(style_targets)}) and "
+            f"style_weights ({len(style_weights)}) need one entry per style layer"
+        )
     loss = 0.0
     for layer, target, weight in zip(style_layers, style_targets, style_weights):
         loss = loss + weight * ((gram_matrix(feats[layer]) - target) ** 2).sum()
@@ -72,49 +78,70 @@ def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
     """
     dh = img[..., 1:, :] - img[..., :-1, :]  # (N, C, H-1, W)
     dw = img[..., :, 1:] - img[..., :, :-1]  # (N, C, H, W-1)
-    return tv_weight * ((dh ** 2).sum() + (dw ** 2).sum())
+    return tv_weight * ((dh**2).sum() + (dw**2).sum())
 
 
-def style_transfer(content_image, style_image, image_size: int = 256, style_size: int = 256,
-                   content_layer=DEFAULT_CONTENT_LAYER, content_weight: float = DEFAULT_CONTENT_WEIGHT,
-                   style_layers=DEFAULT_STYLE_LAYERS, style_weights=DEFAULT_STYLE_WEIGHTS,
-                   tv_weight: float = DEFAULT_TV_WEIGHT, init_random: bool = False, num_iters: int = 200,
-                   optimizer: str = "adam", learning_rate: float | None = None, decay_at: float = 0.8,
-                   snapshot_every: int | None = None, model=None, generator: torch.Generator | None = None,
-                   progress: bool = True):
+def style_transfer(
+    content_image,
+    style_image,
+    image_size: int = 256,
+    style_size: int = 256,
+    content_layer=DEFAULT_CONTENT_LAYER,
+    content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    style_layers=DEFAULT_STYLE_LAYERS,
+    style_weights=DEFAULT_STYLE_WEIGHTS,
+    tv_weight: float = DEFAULT_TV_WEIGHT,
+    init_random: bool = False,
+    num_iters: int = 200,
+    optimizer: str = "adam",
+    learning_rate: float | None = None,
+    decay_at: float = 0.8,
+    snapshot_every: int | None = None,
+    model=None,
+    generator: torch.Generator | int | None = None,
+    progress: bool = True,
+    device=None,
+):
     """Optimise an image so its content features match ``content_image``'s and its Gram matrices ``style_image``'s.
 
     ``content_image``, ``style_image``: photos (uint8 ``(H, W, 3)``); resized so the shorter side is
     ``image_size`` / ``style_size`` (aspect kept). ``init_random`` starts from noise, uniform on
-    [0, 1] in normalised units (drawn from ``generator``), instead of the content photo. ``optimizer``: 'adam' (learning rate
-    default 0.2 in normalised-pixel units, divided by 10 after ``decay_at * num_iters`` steps) or
-    'lbfgs' (``num_iters`` iterations in rounds of ``LBFGS_ROUND`` with a strong-Wolfe line search,
-    so several loss evaluations per iteration; snapshots after every round). After each step the image
-    is clamped to valid pixels. Set ``content_weight=0`` for style synthesis (texture) and
-    ``style_weights`` all zero for feature inversion.
+    [0, 1] in normalised units, instead of the content photo; the noise comes from ``generator`` (a
+    ``torch.Generator``, an int seed, or None for a seed from the operating system), never from the global
+    generator. ``optimizer``: 'adam' (learning rate default 0.2 in normalised-pixel units, divided by 10
+    after ``decay_at * num_iters`` steps) or 'lbfgs' (``num_iters`` iterations in rounds of ``LBFGS_ROUND``
+    with a strong-Wolfe line search, so several loss evaluations per iteration; snapshots after every
+    round). After each step the image is clamped to valid pixels. Set ``content_weight=0`` for style
+    synthesis (texture) and ``style_weights`` all zero for feature inversion. ``model``, ``device``: the
+    network and where it runs (None: ``model``'s device, else ``get_device()``; see
+    ``pretrained.model_and_device``).
 
-    Returns ``(image, history)``: ``image`` float ``(H, W, 3)`` in [0, 1]; ``history`` has lists
+    Returns ``(image, history)``: ``image`` float NumPy ``(H, W, 3)`` in [0, 1]; ``history`` has lists
     ``loss``, ``content``, ``style``, ``tv`` (one entry per evaluation) and ``snapshots``
     (``(iteration, image)`` pairs every ``snapshot_every`` steps).
     """
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
     if len(style_layers) != len(style_weights):
-        raise ValueError(f"style_layers ({len(style_layers)}) and style_weights ({len(style_weights)}) "
-                         "need one weight per layer")
-    model = model or load_pretrained()
-    device = next(model.parameters()).device
+        raise ValueError(
+            f"style_layers ({len(style_layers)}) and style_weights ({len(style_weights)}) need one weight per layer"
+        )
+    model, device = model_and_device(model, device)
     content = preprocess(content_image, size=image_size, crop=False, device=device)  # (1, 3, H, W)
     style = preprocess(style_image, size=style_size, crop=False, device=device)  # (1, 3, H_s, W_s)
     layers = list(dict.fromkeys([content_layer, *style_layers]))
     with torch.no_grad():
         content_target = block_features(content, [content_layer], model)[0]
-        style_targets = [gram_matrix(f) for f in block_features(style, style_layers, model)] if len(style_layers) else []
+        style_targets = (
+            [gram_matrix(f) for f in block_features(style, style_layers, model)] if len(style_layers) else []
+        )
 
     low, high = pixel_bounds(device)
     if init_random:
         # as in CS231n: uniform on [0, 1] in normalised units, i.e. a mid-grey image with mild noise
         # (full-range noise saturates the ReLU6 units of the stem and the optimisation crawls)
+        if not isinstance(generator, torch.Generator):
+            generator = make_generator(generator)
         img = torch.rand(content.shape, generator=generator).to(device)
     else:
         img = content.clone()
@@ -137,8 +164,9 @@ def style_transfer(content_image, style_image, image_size: int = 256, style_size
         opt = torch.optim.Adam([img], lr=learning_rate or 0.2)
     else:
         # rounds of LBFGS_ROUND iterations with a line search; the image is clamped between rounds
-        opt = torch.optim.LBFGS([img], lr=learning_rate or 1.0, max_iter=LBFGS_ROUND, history_size=20,
-                                line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [img], lr=learning_rate or 1.0, max_iter=LBFGS_ROUND, history_size=20, line_search_fn="strong_wolfe"
+        )
     steps = range(num_iters) if optimizer == "adam" else range(LBFGS_ROUND, num_iters + 1, LBFGS_ROUND)
     if progress:
         from tqdm.auto import tqdm
@@ -156,4 +184,3 @@ def style_transfer(content_image, style_image, image_size: int = 256, style_size
         if snapshot_every and ((t + 1) % snapshot_every == 0 or optimizer == "lbfgs"):
             history["snapshots"].append((t + 1, deprocess(img[0])))
     return deprocess(img[0]), history
-

@@ -3,7 +3,13 @@
 Images are preprocessed tensors ``(N, 3, H, W)`` (see ``common.torch_models.pretrained.preprocess``);
 the iterative methods return ``(image, history)`` and never draw. Signatures follow CS231n's
 ``NetworkVisualization`` where it has them.
+
+Every function that runs the network takes ``device``: None means the device of ``model`` when one is given,
+else ``get_device()`` (``pretrained.model_and_device``). Inputs are moved there and results come back on the
+CPU. Random jitter is drawn from ``generator`` (a ``torch.Generator``, an int seed, or None for a fresh
+seed from the operating system); the global random state is never read or changed.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,7 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from common.torch_models.pretrained import block_features, deprocess, load_pretrained, pixel_bounds, resize
+from common.config import make_generator
+from common.torch_models.pretrained import block_features, deprocess, model_and_device, pixel_bounds, resize
 
 
 def _progress(iterable, enabled: bool, desc: str):
@@ -22,6 +29,11 @@ def _progress(iterable, enabled: bool, desc: str):
     return tqdm(iterable, desc=desc, unit="step")
 
 
+def as_generator(generator: torch.Generator | int | None) -> torch.Generator:
+    """``generator`` itself, or a private generator seeded with it (None: a seed from the operating system)."""
+    return generator if isinstance(generator, torch.Generator) else make_generator(generator)
+
+
 def _clamp_pixels(img: torch.Tensor) -> torch.Tensor:
     """Clamp a preprocessed image in place to the normalised range of pixels in [0, 1]."""
     low, high = pixel_bounds(img.device)
@@ -29,33 +41,45 @@ def _clamp_pixels(img: torch.Tensor) -> torch.Tensor:
     return img
 
 
-def compute_saliency_maps(X: torch.Tensor, y: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+def compute_saliency_maps(
+    X: torch.Tensor, y: torch.Tensor, model: torch.nn.Module | None = None, device=None
+) -> torch.Tensor:
     """Saliency ``S_ij = max_c |d s_y / d X_cij|`` (Simonyan et al. 2014) of the unnormalised class score.
 
-    ``X``: ``(N, 3, H, W)`` preprocessed images; ``y``: ``(N,)`` class ids. Returns ``(N, H, W)``, >= 0.
+    ``X``: ``(N, 3, H, W)`` preprocessed images; ``y``: ``(N,)`` class ids. Returns a CPU tensor
+    ``(N, H, W)``, >= 0.
     """
     if X.ndim != 4 or len(y) != len(X):
         raise ValueError(f"X must be (N, 3, H, W) and y (N,), got {tuple(X.shape)} and {tuple(y.shape)}")
-    X = X.detach().clone().requires_grad_(True)
+    model, device = model_and_device(model, device)
+    X = X.detach().to(device).clone().requires_grad_(True)
     scores = model(X)  # (N, 1000)
     # sum of the correct-class scores: each image's gradient depends only on its own score
-    scores.gather(1, y.view(-1, 1).long()).sum().backward()
-    return X.grad.abs().amax(dim=1)  # (N, H, W)
+    scores.gather(1, torch.as_tensor(y, device=device).view(-1, 1).long()).sum().backward()
+    return X.grad.abs().amax(dim=1).cpu()  # (N, H, W)
 
 
-def make_fooling_image(X: torch.Tensor, target_y: int, model: torch.nn.Module, learning_rate: float = 1.0,
-                       max_iters: int = 100, progress: bool = False):
+def make_fooling_image(
+    X: torch.Tensor,
+    target_y: int,
+    model: torch.nn.Module | None = None,
+    learning_rate: float = 1.0,
+    max_iters: int = 100,
+    progress: bool = False,
+    device=None,
+):
     """Targeted gradient ascent on the class score until the network predicts ``target_y``.
 
     Each step: ``X <- X + learning_rate * g / ||g||_2`` with ``g = d s_target / d X``. Stops at the
     first iteration where the prediction is ``target_y``.
-    ``X``: ``(1, 3, H, W)``. Returns ``(X_fooling, history)``: ``X_fooling`` ``(1, 3, H, W)`` detached;
+    ``X``: ``(1, 3, H, W)``. Returns ``(X_fooling, history)``: ``X_fooling`` ``(1, 3, H, W)`` detached, on the CPU;
     ``history`` with lists ``target_score``, ``target_prob`` and int ``iterations`` (steps taken)
     and bool ``success``.
     """
     if X.ndim != 4 or X.shape[0] != 1:
         raise ValueError(f"X must be one image (1, 3, H, W), got {tuple(X.shape)}")
-    X_fooling = X.detach().clone().requires_grad_(True)
+    model, device = model_and_device(model, device)
+    X_fooling = X.detach().to(device).clone().requires_grad_(True)
     history = {"target_score": [], "target_prob": [], "iterations": 0, "success": False}
     for it in _progress(range(max_iters + 1), progress, f"fooling -> {target_y}"):
         scores = model(X_fooling)  # (1, 1000)
@@ -73,7 +97,7 @@ def make_fooling_image(X: torch.Tensor, target_y: int, model: torch.nn.Module, l
         with torch.no_grad():
             g = X_fooling.grad
             X_fooling += learning_rate * g / g.norm().clamp_min(1e-12)
-    return X_fooling.detach(), history
+    return X_fooling.detach().cpu(), history
 
 
 def jitter(X: torch.Tensor, ox: int, oy: int) -> torch.Tensor:
@@ -96,17 +120,19 @@ def blur_image(X: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     return out
 
 
-def class_visualization_update_step(img: torch.Tensor, model: torch.nn.Module, target_y: int,
-                                    l2_reg: float, learning_rate: float, transform=None) -> float:
+def class_visualization_update_step(
+    img: torch.Tensor, model: torch.nn.Module, target_y: int, l2_reg: float, learning_rate: float, transform=None
+) -> float:
     """One ascent step on ``s_y(T(I)) - l2_reg * ||I||^2`` in place: ``I <- I + lr * g / ||g||_2``.
 
-    ``img``: ``(1, 3, H, W)`` leaf tensor with ``requires_grad``; ``transform``: an optional
-    differentiable ``T`` (e.g. a random shift and rescale), identity when None.
+    ``img``: ``(1, 3, H, W)`` leaf tensor with ``requires_grad``, on ``model``'s device (a building block of
+    ``create_class_visualization``: it moves nothing); ``transform``: an optional differentiable ``T`` (e.g.
+    a random shift and rescale), identity when None.
     Returns the class score before the step.
     """
     x = transform(img) if transform is not None else img
     score = model(x)[0, target_y]
-    objective = score - l2_reg * (img ** 2).sum()
+    objective = score - l2_reg * (img**2).sum()
     img.grad = None
     objective.backward()
     with torch.no_grad():
@@ -115,37 +141,57 @@ def class_visualization_update_step(img: torch.Tensor, model: torch.nn.Module, t
     return float(score.detach())
 
 
-def random_shift_scale(img: torch.Tensor, max_jitter: int, scale_jitter: float,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+def random_shift_scale(
+    img: torch.Tensor, max_jitter: int, scale_jitter: float, generator: torch.Generator | int | None = None
+) -> torch.Tensor:
     """Differentiably roll ``img`` ``(N, C, H, W)`` by up to ``max_jitter`` pixels and rescale it by a
-    random factor in ``[1 - scale_jitter, 1 + scale_jitter]`` (the output size changes with it)."""
+    random factor in ``[1 - scale_jitter, 1 + scale_jitter]`` (the output size changes with it).
+    The shift and factor are drawn from ``generator`` (see ``as_generator``)."""
+    generator = as_generator(generator)
     ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
     out = jitter(img, ox, oy)
     if scale_jitter > 0:
         factor = 1 + scale_jitter * (2 * float(torch.rand((), generator=generator)) - 1)
         H, W = img.shape[-2:]
-        out = F.interpolate(out, size=(max(32, round(H * factor)), max(32, round(W * factor))),
-                            mode="bilinear", align_corners=False)
+        out = F.interpolate(
+            out, size=(max(32, round(H * factor)), max(32, round(W * factor))), mode="bilinear", align_corners=False
+        )
     return out
 
 
-def create_class_visualization(target_y: int, model: torch.nn.Module | None = None, size: int = 224,
-                               l2_reg: float = 1e-3, learning_rate: float = 25.0, num_iterations: int = 200,
-                               blur_every: int = 4, blur_sigma: float = 1.0, max_jitter: int = 16, scale_jitter: float = 0.1,
-                               start_size: int | None = 112, snapshot_every: int | None = None,
-                               generator: torch.Generator | None = None, progress: bool = True):
-    """An image the network scores highly as ``target_y``, grown from noise (Simonyan et al. 2014; Yosinski et al. 2015).
+def create_class_visualization(
+    target_y: int,
+    model: torch.nn.Module | None = None,
+    size: int = 224,
+    l2_reg: float = 1e-3,
+    learning_rate: float = 25.0,
+    num_iterations: int = 200,
+    blur_every: int = 4,
+    blur_sigma: float = 1.0,
+    max_jitter: int = 16,
+    scale_jitter: float = 0.1,
+    start_size: int | None = 112,
+    snapshot_every: int | None = None,
+    generator: torch.Generator | int | None = None,
+    progress: bool = True,
+    device=None,
+):
+    """An image the network scores highly as ``target_y``, grown from noise.
+
+    (Simonyan et al. 2014; Yosinski et al. 2015.)
 
     Gradient ascent on ``s_y(I) - l2_reg ||I||^2`` with, as regularisers, a random roll of up to
     ``max_jitter`` pixels and a random rescale by up to ``scale_jitter`` before each step (the
     image must be a cat from every shift and zoom, not one adversarial pixel pattern), a Gaussian
-    blur of ``blur_sigma`` every ``blur_every`` steps and clamping to valid pixels. ``start_size``: optimise first at this side length and
-    upsample to ``size`` half-way (coarse-to-fine gives larger, smoother shapes; None: ``size`` only).
-    Returns ``(image, history)``: ``image`` float ``(size, size, 3)`` in [0, 1]; ``history`` with
-    ``score`` and ``prob`` (one per step) and ``snapshots`` (``(iteration, image)``).
+    blur of ``blur_sigma`` every ``blur_every`` steps and clamping to valid pixels. ``start_size``: optimise first
+    at this side length and upsample to ``size`` half-way (coarse-to-fine gives larger, smoother shapes;
+    None: ``size`` only).
+    The start noise and the jitter come from ``generator`` (a generator, an int seed, or None).
+    Returns ``(image, history)``: ``image`` float NumPy ``(size, size, 3)`` in [0, 1]; ``history`` with
+    ``score`` (one per step), ``prob`` (of the final image) and ``snapshots`` (``(iteration, image)``).
     """
-    model = model or load_pretrained()
-    device = next(model.parameters()).device
+    model, device = model_and_device(model, device)
+    generator = as_generator(generator)
     sizes = [start_size, size] if start_size and start_size < size else [size]
     switch = num_iterations // 2 if len(sizes) == 2 else num_iterations + 1
     img = 1.0 * torch.randn((1, 3, sizes[0], sizes[0]), generator=generator).to(device)  # (1, 3, S, S)
@@ -168,25 +214,37 @@ def create_class_visualization(target_y: int, model: torch.nn.Module | None = No
     return deprocess(img[0]), history
 
 
-def deepdream(image: torch.Tensor, layer, model: torch.nn.Module | None = None, num_octaves: int = 4,
-              octave_scale: float = 1.4, iterations: int = 10, learning_rate: float = 0.02,
-              max_jitter: int = 16, channels=None, generator: torch.Generator | None = None, progress: bool = True):
+def deepdream(
+    image: torch.Tensor,
+    layer,
+    model: torch.nn.Module | None = None,
+    num_octaves: int = 4,
+    octave_scale: float = 1.4,
+    iterations: int = 10,
+    learning_rate: float = 0.02,
+    max_jitter: int = 16,
+    channels=None,
+    generator: torch.Generator | int | None = None,
+    progress: bool = True,
+    device=None,
+):
     """DeepDream (Mordvintsev et al. 2015): amplify whatever ``layer`` already sees in ``image``.
 
     Objective ``0.5 * mean(A^2)`` of the activations ``A`` of ``layer`` (a name or block index; only
     ``channels`` of it when given). Each step, normalised: ``I <- I + lr * g / mean|g|``. Octaves:
     start at ``image`` shrunk by ``octave_scale ** (num_octaves - 1)``, ascend ``iterations`` steps,
     carry the added detail up to the next, larger scale.
-    ``image``: ``(1, 3, H, W)`` preprocessed. Returns ``(image, history)``: ``image`` float
-    ``(H, W, 3)`` in [0, 1]; ``history`` with ``objective`` (per step) and ``octaves``
-    (the image at the end of each octave).
+    ``image``: ``(1, 3, H, W)`` preprocessed; the jitter comes from ``generator`` (a generator, an int seed,
+    or None). Returns ``(image, history)``: ``image`` float NumPy ``(H, W, 3)`` in [0, 1]; ``history`` with
+    ``objective`` (per step) and ``octaves`` (the image at the end of each octave).
     """
-    model = model or load_pretrained()
-    device = next(model.parameters()).device
+    model, device = model_and_device(model, device)
+    generator = as_generator(generator)
     base = image.detach().to(device)
     H, W = base.shape[-2:]
-    shapes = [(max(32, round(H / octave_scale ** k)), max(32, round(W / octave_scale ** k)))
-              for k in reversed(range(num_octaves))]  # small -> large
+    shapes = [
+        (max(32, round(H / octave_scale**k)), max(32, round(W / octave_scale**k))) for k in reversed(range(num_octaves))
+    ]  # small -> large
     detail = torch.zeros_like(resize(base, shapes[0]))
     history = {"objective": [], "octaves": []}
     steps = _progress(range(num_octaves * iterations), progress, "deepdream")
@@ -202,7 +260,7 @@ def deepdream(image: torch.Tensor, layer, model: torch.nn.Module | None = None, 
             (act,) = block_features(shifted, [layer], model)  # (1, C_l, H_l, W_l)
             if channels is not None:
                 act = act[:, list(channels)]
-            objective = 0.5 * (act ** 2).mean()
+            objective = 0.5 * (act**2).mean()
             img.grad = None
             objective.backward()
             with torch.no_grad():

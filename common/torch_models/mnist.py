@@ -1,0 +1,66 @@
+"""A small MNIST CNN that scores generated digits: class probabilities and penultimate features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from common.config import MNIST_MEAN, MNIST_STD
+
+__all__ = ["MNISTClassifierConfig", "MNISTClassifier", "build_mnist_classifier"]
+
+
+@dataclass
+class MNISTClassifierConfig:
+    """The architecture: two conv stages of ``channels`` and a feature layer of size ``hidden``."""
+
+    channels: tuple[int, int] = (16, 32)
+    hidden: int = 128  # size of the feature layer used by the Frechet distance
+
+    def __post_init__(self):
+        if len(self.channels) != 2 or min(self.channels) < 1 or self.hidden < 1:
+            raise ValueError(
+                f"channels must be two positive widths and hidden positive, got "
+                f"channels={self.channels}, hidden={self.hidden}"
+            )
+
+
+class MNISTClassifier(nn.Module):
+    """conv3x3 -> ReLU -> pool -> conv3x3 -> ReLU -> pool -> FC(hidden) -> ReLU -> FC(10).
+
+    Takes images ``(N, 1, 28, 28)`` in [0, 1] (it normalises them itself with the MNIST mean and standard
+    deviation); returns logits ``(N, 10)``.
+    """
+
+    def __init__(self, config: MNISTClassifierConfig | None = None):
+        super().__init__()
+        self.config = config = config or MNISTClassifierConfig()
+        c1, c2 = config.channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.fc = nn.Sequential(nn.Linear(c2 * 7 * 7, config.hidden), nn.ReLU())
+        self.out = nn.Linear(config.hidden, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate activations ``(N, hidden)``."""
+        h = self.conv((x - MNIST_MEAN) / MNIST_STD)  # (N, 1, 28, 28) -> (N, c2, 7, 7)
+        return self.fc(h.flatten(1))  # (N, c2*49) -> (N, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x))  # (N, hidden) -> (N, 10)
+
+
+def build_mnist_classifier(config: MNISTClassifierConfig | None = None, seed: int = 0) -> MNISTClassifier:
+    """``MNISTClassifier(config)`` with its parameters initialised from a forked RNG seeded with ``seed``
+    (the global random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MNISTClassifier(config)

@@ -1,0 +1,1 @@
+"""Instructor tools: the student edition, its proof, grading. Never shipped to students."""

@@ -1,0 +1,104 @@
+"""The exercise checklist that ends a student's ``make test``: each exercise passing, failing or not started.
+
+``python -m tools.checklist [--reports DIR]`` reads ``tools/exercises.json`` (written with the student
+edition), looks in each exercise's file for its stub, and reads the JUnit reports of the test run
+(``.cache/test-reports/*.xml``, written by ``make test``): an exercise passes when every check that can
+reach it passed. Exits 1 when any exercise is not passing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXERCISES = ROOT / "tools" / "exercises.json"
+REPORTS = ROOT / ".cache" / "test-reports"
+STUB_TAG = "is yours to write"
+STUDENT_BEGIN = "### YOUR CODE BEGINS (keep this line)"
+STUDENT_END = "### YOUR CODE ENDS (keep this line)"
+
+
+def read_reports(folder: Path) -> dict[str, bool]:
+    """``{test id: passed}`` from JUnit XML files: ids like ``tests/test_x.py::test_y`` (parametrised cases
+    are folded into their test: it passes only if every case passed) and notebook paths."""
+    results: dict[str, bool] = {}
+    for path in sorted(Path(folder).glob("*.xml")):
+        try:
+            tree = ET.parse(path)
+        except ET.ParseError:
+            continue
+        for case in tree.iter("testcase"):
+            ok = not any(child.tag in ("failure", "error") for child in case)
+            file = case.get("file") or ""
+            name = (case.get("name") or "").split("[")[0]
+            classname = case.get("classname") or ""
+            if file.endswith(".ipynb") or classname.endswith(".ipynb") or ".ipynb" in classname:
+                key = file or classname
+                key = key[key.index("assignment") :] if "assignment" in key else key
+                key = key.split("::")[0]
+            else:
+                module = classname.replace(".", "/")
+                key = f"{module}.py::{name}" if module else name
+            results[key] = results.get(key, True) and ok
+    return results
+
+
+def _block_text(path: Path, exercise: dict) -> str | None:
+    """The student's text of this exercise's block, or None when the file or markers are gone."""
+    if not path.is_file():
+        return None
+    text = path.read_text(errors="replace")
+    if exercise["kind"] == "answer":
+        return text
+    return text if STUDENT_BEGIN in text else None
+
+
+def status(exercise: dict, results: dict[str, bool], root: Path = ROOT) -> str:
+    """'passing', 'failing', 'not started' or 'not run' for one exercise."""
+    path = root / exercise["file"]
+    text = _block_text(path, exercise)
+    if text is None:
+        return "failing"
+    if exercise["kind"] == "code" and _stub_present(text, exercise["function"]):
+        return "not started"
+    if exercise["kind"] == "cell" and f"{exercise['name']} {STUB_TAG}" in text:
+        return "not started"
+    checks = exercise["tests"] or ([exercise["notebook"]] if exercise["notebook"] else [])
+    seen = [results[c] for c in checks if c in results]
+    if not seen:
+        return "not run"
+    return "passing" if all(seen) else "failing"
+
+
+def _stub_present(text: str, function: str) -> bool:
+    return f'"{function} {STUB_TAG}' in text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Checklist of the exercises after a test run.")
+    parser.add_argument("--reports", type=Path, default=REPORTS, help="folder of JUnit XML reports")
+    args = parser.parse_args(argv)
+    if not EXERCISES.is_file():
+        print("no tools/exercises.json: this is not a student edition (nothing to check off)")
+        return 0
+    exercises = [e for e in json.loads(EXERCISES.read_text())["exercises"] if e["kind"] != "answer"]
+    results = read_reports(args.reports)
+    counts: dict[str, int] = {}
+    print("\nExercise checklist")
+    print(f"{'':3}{'exercise':<44} {'file':<40} status")
+    for ex in exercises:
+        st = status(ex, results)
+        counts[st] = counts.get(st, 0) + 1
+        mark = {"passing": "[x]", "failing": "[!]", "not started": "[ ]", "not run": "[?]"}[st]
+        print(f"{mark} {ex['function']:<44} {ex['file']:<40} {st}")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"\n{len(exercises)} exercises: {summary}")
+    return 0 if counts.get("passing", 0) == len(exercises) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
