@@ -8,11 +8,16 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Parallel workers for the tests (pytest-xdist); notebooks are spread one file per worker.
 WORKERS ?= 2
+# The student edition (written by `make student`) carries tools/exercises.json; the instructor's tree carries
+# instructor/. The same Makefile serves both: `make test` ends with the exercise checklist in the first.
+EDITION := $(if $(wildcard tools/exercises.json),student,instructor)
+REPORTS := .cache/test-reports
 JUPYTER_ARGS ?=
 # Jupyter refuses to start as root (containers, CI machines) unless told it may.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: run test setup data lint unit notebooks build clean-venv help git-filter chromium test-browser
+.PHONY: run test setup data lint unit notebooks build clean-venv help git-filter chromium test-browser \
+	student check-release grade checklist
 .DEFAULT_GOAL := help
 
 help:
@@ -20,6 +25,11 @@ help:
 	@echo "make test   - the same set-up, then the unit tests and every notebook in quick mode (nbval)"
 	@echo "make lint | make unit | make notebooks | make data | make build   - the single steps"
 	@echo "make test-browser [NOTEBOOKS=assignment1/Perceptron.ipynb]   - the notebooks in JupyterLab in headless Chromium"
+ifeq ($(EDITION),instructor)
+	@echo "make student        - write the student edition to dist/student"
+	@echo "make check-release  - prove the student edition sound (no leak, round trip, every exercise caught)"
+	@echo "make grade SUBMISSION=PATH | SUBMISSIONS=DIR   - grade one submission or a class"
+endif
 
 JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json $(VENV)/etc/jupyter/jupyter_server_config.py
 
@@ -50,9 +60,11 @@ $(VENV)/etc/jupyter/jupyter_server_config.py: jupyter-config/jupyter_server_conf
 	cp $< $@
 
 # Outputs and what Jupyter writes on save never reach a commit: nbstripout as a git filter (idempotent;
-# does nothing outside a git work tree).
+# does nothing outside a git work tree). Only in the instructor's repository: a student's outputs are theirs.
 git-filter: $(VENV)/.installed
+ifeq ($(EDITION),instructor)
 	@$(PY) -m tools.notebook_filter install
+endif
 
 # Rebuild the extension after editing the .pyx (pip install -e . does this too).
 build: $(VENV)/.installed
@@ -70,21 +82,35 @@ run: setup
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 unit: setup
-	$(ONE_THREAD) $(PY) -m pytest tests -n $(WORKERS)
+	$(ONE_THREAD) $(PY) -m pytest tests -n $(WORKERS) --junitxml=$(REPORTS)/unit.xml
 
 # Notebooks in quick mode, one notebook per worker.
 notebooks: setup
 	COURSE_QUICK=1 MPLBACKEND=Agg $(ONE_THREAD) \
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider \
-		-n $(WORKERS) --dist loadfile --durations=5 assignment1 assignment2 assignment3
+		-n $(WORKERS) --dist loadfile --durations=5 --junitxml=$(REPORTS)/notebooks.xml \
+		assignment1 assignment2 assignment3
 
 # Lint and format check of the code (ruff, configured in pyproject.toml; notebooks for errors only).
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+ifeq ($(EDITION),instructor)
 # Lint and unit tests first (fast), then every notebook.
 test: lint unit notebooks
+else
+# The student's edition: every test and notebook runs even when some fail, then the checklist says which
+# exercises pass, fail or are not started yet (and fails when any is not passing).
+test: setup
+	-@rm -rf $(REPORTS)
+	-$(MAKE) --no-print-directory unit
+	-$(MAKE) --no-print-directory notebooks
+	@$(MAKE) --no-print-directory checklist
+endif
+
+checklist:
+	@$(PY) -m tools.checklist --reports $(REPORTS)
 
 # Chromium from the system's package manager when there is none (Playwright drives it; no browser download).
 chromium:
@@ -101,3 +127,24 @@ test-browser: setup chromium
 
 clean-venv:
 	rm -rf $(VENV)
+
+# --- for instructors: the student edition, its proof, grading (see INSTRUCTORS.md) ---
+ifeq ($(EDITION),instructor)
+SUBMISSION ?=
+SUBMISSIONS ?=
+GRADE_ARGS ?=
+student: $(VENV)/.installed
+	$(PY) -m instructor.student
+
+check-release: $(VENV)/.installed data
+	$(PY) -m instructor.check_release
+
+grade: $(VENV)/.installed data
+ifneq ($(SUBMISSIONS),)
+	$(PY) -m instructor.grade --class $(SUBMISSIONS) $(GRADE_ARGS)
+else ifneq ($(SUBMISSION),)
+	$(PY) -m instructor.grade $(SUBMISSION) $(GRADE_ARGS)
+else
+	@echo "usage: make grade SUBMISSION=path/to/student-folder-or.zip  |  make grade SUBMISSIONS=folder/of/submissions"; exit 2
+endif
+endif

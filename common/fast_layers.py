@@ -90,11 +90,9 @@ def conv_forward_fast(x, w, b, conv_param, backend=None):
     """
     _check_conv(x, w, b, conv_param)
     backend = _backend(backend)
-    N, C, H, W = x.shape
-    F, _, HH, WW = w.shape
+    N, F, H_out, W_out = _conv_out_shape(x.shape, w.shape, conv_param)
+    _, _, HH, WW = w.shape
     stride, pad = conv_param["stride"], conv_param["pad"]
-    H_out = 1 + (H + 2 * pad - HH) // stride
-    W_out = 1 + (W + 2 * pad - WW) // stride
 
     x_cols = _im2col(x, HH, WW, pad, stride, backend)  # (C*HH*WW, N*H'*W')
     out = w.reshape(F, -1) @ x_cols  # (F, C*HH*WW) @ (C*HH*WW, N*H'*W') -> (F, N*H'*W')
@@ -117,8 +115,8 @@ def conv_backward_fast(dout, cache):
     _check_dout(dout, _conv_out_shape(x_shape, w.shape, conv_param))
     F, C, HH, WW = w.shape
     stride, pad = conv_param["stride"], conv_param["pad"]
-    db = dout.sum(axis=(0, 2, 3))
     dout_2d = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (N, F, H', W') -> (F, N*H'*W')
+    db = dout_2d.sum(axis=1)  # (F,)
     dw = (dout_2d @ x_cols.T).reshape(w.shape).astype(w.dtype, copy=False)  # (F, N*H'*W') @ (N*H'*W', C*HH*WW)
     dx_cols = (w.reshape(F, -1).T @ dout_2d).astype(x_cols.dtype, copy=False)  # (C*HH*WW, F) @ (F, N*H'*W')
     dx = _col2im(dx_cols, x_shape, HH, WW, pad, stride, backend)  # (N, C, H, W)

@@ -19,77 +19,173 @@ def affine_forward(x, w, b):
     - b: (M,)
     Returns (out, cache): out (N, M); cache (x, w, b).
     """
-    _check_affine(x, w, b)
-    N = x.shape[0]
-    out = x.reshape(N, -1) @ w + b  # (N, D) @ (D, M) -> (N, M)
-    return out, (x, w, b)
+    N, D = _check_affine(x, w, b)
+    # Flatten each sample into a row of D features (row-major) and apply the affine map: out (N, M).
+    # Keep in cache what affine_backward needs.
+    ### BEGIN SOLUTION
+    out = x.reshape(N, D) @ w + b  # (N, D) @ (D, M) -> (N, M)
+    cache = (x, w, b)
+    ### END SOLUTION
+    return out, cache
 
 
 def affine_backward(dout, cache):
     """Backward pass of ``affine_forward``.
 
-    Inputs: dout (N, M); cache (x, w, b).
+    Inputs: dout (N, M); cache from ``affine_forward``.
     Returns (dx, dw, db): dx like x (N, d_1, ..., d_k), dw (D, M), db (M,).
     ``dx = dout @ w.T``, ``dw = x_flat.T @ dout``, ``db = sum_n dout``.
     """
-    x, w, b = cache
-    N = x.shape[0]
+    # Three matrix products/sums, one per formula above; every gradient has the shape of what it is
+    # the gradient of, so dx goes back to the shape of x and dw uses x flattened to (N, D).
+    ### BEGIN SOLUTION
+    x, w, _ = cache
+    x_flat = x.reshape(x.shape[0], -1)  # (N, D)
     dx = (dout @ w.T).reshape(x.shape)  # (N, M) @ (M, D) -> (N, D) -> shape of x
-    dw = x.reshape(N, -1).T @ dout  # (D, N) @ (N, M) -> (D, M)
+    dw = x_flat.T @ dout  # (D, N) @ (N, M) -> (D, M)
     db = dout.sum(axis=0)
+    ### END SOLUTION
     return dx, dw, db
 
 
 def relu_forward(x):
-    """ReLU: ``out = max(0, x)``, elementwise, x of any shape (N, ...). Returns (out, cache=x)."""
+    """ReLU: ``out = max(0, x)``, elementwise, x of any shape (N, ...).
+
+    Returns (out, cache): out like x; cache for ``relu_backward`` (x itself is enough).
+    """
     _check_activation(x)
-    return np.maximum(0, x), x
+    # Elementwise max with 0; the cache only needs to tell where x was positive.
+    ### BEGIN SOLUTION
+    out = np.maximum(0, x)
+    cache = x
+    ### END SOLUTION
+    return out, cache
 
 
 def relu_backward(dout, cache):
-    """Backward pass of ReLU: ``dx = dout * [x > 0]`` (the subgradient at 0 is taken as 0)."""
+    """Backward pass of ReLU: ``dx = dout * [x > 0]`` (the subgradient at 0 is taken as 0).
+
+    Inputs: dout like x; cache from ``relu_forward``. Returns dx like x.
+    """
+    # The upstream gradient passes where the input was positive and is zero elsewhere.
+    ### BEGIN SOLUTION
     x = cache
-    return dout * (x > 0)
+    dx = dout * (x > 0)
+    ### END SOLUTION
+    return dx
 
 
 def leaky_relu_forward(x, alpha=0.01):
-    """Leaky ReLU: ``out = x if x > 0 else alpha * x``, elementwise. Returns (out, cache=(x, alpha))."""
+    """Leaky ReLU: ``out = x if x > 0 else alpha * x``, elementwise, x of any shape (N, ...).
+
+    Returns (out, cache): out like x; cache for ``leaky_relu_backward`` (it needs x and alpha).
+    """
     _check_activation(x)
-    return np.where(x > 0, x, alpha * x), (x, alpha)
+    # Elementwise choice between x and alpha * x (np.where); cache what the backward pass needs.
+    ### BEGIN SOLUTION
+    out = np.where(x > 0, x, alpha * x)
+    cache = (x, alpha)
+    ### END SOLUTION
+    return out, cache
 
 
 def leaky_relu_backward(dout, cache):
-    """Backward pass of leaky ReLU: ``dx = dout * (1 if x > 0 else alpha)``."""
+    """Backward pass of leaky ReLU: ``dx = dout * (1 if x > 0 else alpha)``. Returns dx like x."""
+    # The local slope is 1 where x > 0 and alpha elsewhere; keep dx in the dtype of dout.
+    ### BEGIN SOLUTION
     x, alpha = cache
-    return dout * np.where(x > 0, 1.0, alpha).astype(dout.dtype, copy=False)
+    dx = dout * np.where(x > 0, 1.0, alpha).astype(dout.dtype, copy=False)
+    ### END SOLUTION
+    return dx
 
 
 def sigmoid_forward(x):
-    """Logistic sigmoid ``s = 1 / (1 + exp(-x))``, computed without overflow. Returns (out, cache=out)."""
+    """Logistic sigmoid ``s = 1 / (1 + exp(-x))``, elementwise, computed without overflow.
+
+    Returns (out, cache): out like x (a floating dtype: float32 stays float32); cache for ``sigmoid_backward``
+    (the output s is enough: the derivative is ``s * (1 - s)``).
+    """
     _check_activation(x)
-    # exp of a non-positive number only: for x >= 0 use 1/(1+e^-x), for x < 0 use e^x/(1+e^x)
+    # exp(-x) overflows for very negative x: exponentiate only non-positive numbers, using 1 / (1 + e^-x)
+    # where x >= 0 and the equal e^x / (1 + e^x) where x < 0.
+    ### BEGIN SOLUTION
     e = np.exp(-np.abs(x))
     out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.result_type(x, np.float32), copy=False)
-    return out, out
+    cache = out
+    ### END SOLUTION
+    return out, cache
 
 
 def sigmoid_backward(dout, cache):
-    """Backward pass of the sigmoid: ``dx = dout * s * (1 - s)``."""
+    """Backward pass of the sigmoid: ``dx = dout * s * (1 - s)``. Returns dx like x."""
+    # The local derivative written with the forward output s.
+    ### BEGIN SOLUTION
     s = cache
-    return dout * s * (1 - s)
+    dx = dout * s * (1 - s)
+    ### END SOLUTION
+    return dx
 
 
 def tanh_forward(x):
-    """Hyperbolic tangent, elementwise. Returns (out, cache=out)."""
+    """Hyperbolic tangent, elementwise, x of any shape (N, ...).
+
+    Returns (out, cache): out like x; cache for ``tanh_backward`` (the output is enough).
+    """
     _check_activation(x)
+    # NumPy has tanh; cache what makes the derivative cheap.
+    ### BEGIN SOLUTION
     out = np.tanh(x)
-    return out, out
+    cache = out
+    ### END SOLUTION
+    return out, cache
 
 
 def tanh_backward(dout, cache):
-    """Backward pass of tanh: ``dx = dout * (1 - tanh(x)**2)``."""
+    """Backward pass of tanh: ``dx = dout * (1 - tanh(x)**2)``. Returns dx like x."""
+    # The local derivative written with the forward output.
+    ### BEGIN SOLUTION
     t = cache
-    return dout * (1 - t * t)
+    dx = dout * (1 - t * t)
+    ### END SOLUTION
+    return dx
+
+
+def prelu_forward(x, alpha):
+    """Parametric ReLU (He et al., 2015): a leaky ReLU whose negative slope ``alpha`` is learnt.
+
+    ``out = x if x > 0 else alpha * x``, elementwise.
+    Inputs:
+    - x: (N, D) when alpha is (D,) (one slope per feature, broadcast over the N samples);
+      any shape (N, ...) when alpha is a scalar (one slope shared by every unit)
+    - alpha: (D,) array or a scalar
+    Returns (out, cache): out like x; cache for ``prelu_backward``.
+    """
+    _check_prelu(x, alpha)
+    # As leaky ReLU, with alpha broadcast against x; the backward pass needs x and alpha.
+    ### BEGIN SOLUTION
+    out = np.where(x > 0, x, alpha * x)
+    cache = (x, alpha)
+    ### END SOLUTION
+    return out, cache
+
+
+def prelu_backward(dout, cache):
+    """Backward pass of PReLU.
+
+    ``dx = dout * (1 if x > 0 else alpha)``; ``dalpha = sum of dout * x over the entries where x <= 0``,
+    summed over the samples (axis 0) for a (D,) alpha, over every entry for a scalar alpha.
+    Inputs: dout like x; cache from ``prelu_forward``.
+    Returns (dx, dalpha): dx like x; dalpha with the shape of alpha (a scalar for a scalar alpha).
+    """
+    # dx as in leaky ReLU. alpha multiplies x only where x <= 0, so each entry there contributes dout * x
+    # to the gradient of the slope it used: sum those over whatever alpha was broadcast along.
+    ### BEGIN SOLUTION
+    x, alpha = cache
+    dx = dout * np.where(x > 0, 1.0, alpha)
+    negative_part = dout * np.minimum(x, 0)  # d(out)/d(alpha) = x where x <= 0, else 0
+    dalpha = negative_part.sum(axis=0) if np.ndim(alpha) == 1 else negative_part.sum()
+    ### END SOLUTION
+    return dx, dalpha
 
 
 # ============================================================================ losses
@@ -102,6 +198,9 @@ def svm_loss(x, y):
     """
     _check_loss(x, y)
     N = x.shape[0]
+    # Margins (N, C) against each row's correct-class score, zero at the correct class itself. In dx every
+    # positive margin adds 1 at its class and -1 at the correct class; divide both loss and dx by N.
+    ### BEGIN SOLUTION
     rows = np.arange(N)
     correct = x[rows, y][:, None]  # (N, 1)
     margins = np.maximum(0, x - correct + 1.0)
@@ -111,6 +210,7 @@ def svm_loss(x, y):
     dx = positive
     dx[rows, y] -= positive.sum(axis=1)
     dx /= N
+    ### END SOLUTION
     return loss, dx
 
 
@@ -123,12 +223,16 @@ def softmax_loss(x, y):
     """
     _check_loss(x, y)
     N = x.shape[0]
+    # Shift each row by its max before exponentiating (no overflow), take log-probabilities (N, C), average
+    # -log p of the correct classes; dx from the formula above.
+    ### BEGIN SOLUTION
     shifted = x - x.max(axis=1, keepdims=True)  # (N, C), every row's max is 0
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = -log_probs[np.arange(N), y].sum() / N
     dx = np.exp(log_probs)
     dx[np.arange(N), y] -= 1
     dx /= N
+    ### END SOLUTION
     return loss, dx
 
 
@@ -156,7 +260,15 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     eps = bn_param.get("eps", 1e-5)
     momentum = bn_param.get("momentum", 0.9)
     D = x.shape[1]
+    # before any training step: zeros for the first update, or mean 0 / variance 1 in test mode (see above)
+    running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
+    fresh_var = np.zeros(D, dtype=x.dtype) if mode == "train" else np.ones(D, dtype=x.dtype)
+    running_var = bn_param.get("running_var", fresh_var)
 
+    # Train: normalise each column with the batch mean and biased variance, scale by gamma, shift by beta,
+    # and move running_mean / running_var towards the batch statistics (stored below); the cache holds what
+    # your backward passes need. Test: normalise with running_mean / running_var instead; cache None.
+    ### BEGIN SOLUTION
     if mode == "train":
         mu = x.mean(axis=0)  # (D,)
         xc = x - mu  # (N, D)
@@ -165,16 +277,15 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         inv_std = 1.0 / std
         xhat = xc * inv_std
         out = gamma * xhat + beta
-        cache = (xhat, xc, inv_std, std, gamma, eps)
-        running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
-        running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))
-        bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mu
-        bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
+        cache = (xhat, xc, inv_std, std, gamma)
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var
     else:
-        running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
-        running_var = bn_param.get("running_var", np.ones(D, dtype=x.dtype))  # no training step yet
         out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
         cache = None
+    ### END SOLUTION
+    if mode == "train":  # test mode leaves bn_param as it found it
+        bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
     return out, cache
 
 
@@ -182,12 +293,15 @@ def batchnorm_backward(dout, cache):
     """Backward pass of batchnorm, one node of the computational graph at a time.
 
     Graph: ``mu -> xc = x - mu -> var = mean(xc**2) -> std = sqrt(var + eps) -> inv = 1/std
-    -> xhat = xc * inv -> out = gamma * xhat + beta``; each line below reverses one node.
+    -> xhat = xc * inv -> out = gamma * xhat + beta``, reversed one node at a time.
     Inputs: dout (N, D); cache from ``batchnorm_forward`` in train mode.
     Returns (dx, dgamma, dbeta), shapes (N, D), (D,), (D,).
     """
     _check_bn_backward(cache)
-    xhat, xc, inv_std, std, gamma, eps = cache
+    # Walk the graph backwards from out to x: dbeta, dgamma, then dxhat and each node in turn. xc feeds
+    # both xhat and var, and x feeds both xc and mu: add up the gradient of every path.
+    ### BEGIN SOLUTION
+    xhat, xc, inv_std, std, gamma = cache
     N = dout.shape[0]
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
@@ -200,6 +314,7 @@ def batchnorm_backward(dout, cache):
     dxc += dvar * 2.0 * xc / N  # var = mean_n xc**2
     dmu = -dxc.sum(axis=0)  # xc = x - mu
     dx = dxc + dmu / N  # mu = mean_n x
+    ### END SOLUTION
     return dx, dgamma, dbeta
 
 
@@ -210,11 +325,14 @@ def batchnorm_backward_alt(dout, cache):
     with ``sigma = sqrt(var + eps)``. Same inputs and returns as ``batchnorm_backward``.
     """
     _check_bn_backward(cache)
-    xhat, _, inv_std, _, gamma, _ = cache
+    # dbeta and dgamma as before, then dx in one vectorised line from the formula above (sums over N).
+    ### BEGIN SOLUTION
+    xhat, _, inv_std, _, gamma = cache
     N = dout.shape[0]
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
     dx = (gamma * inv_std / N) * (N * dout - dbeta - xhat * dgamma)
+    ### END SOLUTION
     return dx, dgamma, dbeta
 
 
@@ -227,13 +345,18 @@ def layernorm_forward(x, gamma, beta, ln_param):
     """
     _check_norm(x, gamma, beta)
     eps = ln_param.get("eps", 1e-5)
+    # Batchnorm's train-mode formula along the other axis: the mean and biased variance of each row, shapes
+    # (N, 1); then per-feature gamma and beta. No running averages. Cache what layernorm_backward needs.
+    ### BEGIN SOLUTION
     mu = x.mean(axis=1, keepdims=True)  # (N, 1)
     xc = x - mu
     var = (xc**2).mean(axis=1, keepdims=True)  # (N, 1)
     inv_std = 1.0 / np.sqrt(var + eps)
     xhat = xc * inv_std
     out = gamma * xhat + beta
-    return out, (xhat, inv_std, gamma)
+    cache = (xhat, inv_std, gamma)
+    ### END SOLUTION
+    return out, cache
 
 
 def layernorm_backward(dout, cache):
@@ -242,6 +365,9 @@ def layernorm_backward(dout, cache):
     ``dx = inv_std / D * (D * dxhat - sum_d dxhat - xhat * sum_d (dxhat * xhat))``, ``dxhat = dout * gamma``.
     Inputs: dout (N, D). Returns (dx, dgamma, dbeta), shapes (N, D), (D,), (D,).
     """
+    # dgamma and dbeta still sum over the batch; dx applies the formula above to each row (sums over D),
+    # with gamma folded into dxhat first.
+    ### BEGIN SOLUTION
     xhat, inv_std, gamma = cache
     D = dout.shape[1]
     dbeta = dout.sum(axis=0)
@@ -250,6 +376,7 @@ def layernorm_backward(dout, cache):
     dx = (inv_std / D) * (
         D * dxhat - dxhat.sum(axis=1, keepdims=True) - xhat * (dxhat * xhat).sum(axis=1, keepdims=True)
     )
+    ### END SOLUTION
     return dx, dgamma, dbeta
 
 
@@ -264,26 +391,39 @@ def dropout_forward(x, dropout_param):
       optional 'seed' (a fresh local generator seeded with it on every call, so the mask is the same on
       every call: what gradient checks need) or 'rng' (a ``np.random.Generator`` to draw from, taking
       precedence). Without either, a fresh unseeded generator. NumPy's global RNG is never used.
-    Returns (out, cache): out like x; cache (dropout_param, mask), mask None in test mode.
+    Returns (out, cache): out like x; cache ``(dropout_param, mask)`` (this layout is fixed: code outside
+    the layer may read the mask), mask like x in train mode (``x * mask`` is out), None in test mode.
     """
     _check_dropout(x, dropout_param)
     p, mode = dropout_param["p"], dropout_param["mode"]
+    rng = _dropout_rng(dropout_param)
+    # Train: a mask like x, 1/p where rng.random(x.shape) < p and 0 elsewhere, in the dtype of x (draw from
+    # rng, never from np.random); out = x * mask. Test: out = x and mask = None.
+    ### BEGIN SOLUTION
     if mode == "train":
-        rng = dropout_param.get("rng")
-        if rng is None:
-            rng = np.random.default_rng(dropout_param.get("seed"))
         mask = ((rng.random(x.shape) < p) / p).astype(x.dtype, copy=False)
         out = x * mask
     else:
         mask = None
         out = x
+    ### END SOLUTION
     return out, (dropout_param, mask)
 
 
 def dropout_backward(dout, cache):
-    """Backward pass of inverted dropout: ``dx = dout * mask`` in train mode, ``dout`` in test mode."""
-    _, mask = cache
-    return dout if mask is None else dout * mask
+    """Backward pass of inverted dropout: ``dx = dout * mask`` in train mode, ``dout`` in test mode.
+
+    Inputs: dout like x; cache ``(dropout_param, mask)`` from ``dropout_forward``. Returns dx like x.
+    """
+    dropout_param, mask = cache
+    # The same mask as the forward pass in train mode; in test mode the layer was the identity.
+    ### BEGIN SOLUTION
+    if mask is None:  # test mode
+        dx = dout
+    else:
+        dx = dout * mask
+    ### END SOLUTION
+    return dx
 
 
 # ============================================================================ convolution and pooling
@@ -304,6 +444,9 @@ def conv_forward_naive(x, w, b, conv_param):
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     stride, pad = conv_param["stride"], conv_param["pad"]
+    # Compute H', W', zero-pad x on H and W only (np.pad), then loop over n, f and the output positions:
+    # each value is the sum of one (C, HH, WW) window times the filter, plus the bias.
+    ### BEGIN SOLUTION
     H_out = 1 + (H + 2 * pad - HH) // stride
     W_out = 1 + (W + 2 * pad - WW) // stride
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))  # (N, C, H + 2*pad, W + 2*pad)
@@ -314,6 +457,7 @@ def conv_forward_naive(x, w, b, conv_param):
                 for j in range(W_out):
                     window = x_pad[n, :, i * stride : i * stride + HH, j * stride : j * stride + WW]  # (C, HH, WW)
                     out[n, f, i, j] = np.sum(window * w[f]) + b[f]
+    ### END SOLUTION
     return out, (x, w, b, conv_param)
 
 
@@ -331,6 +475,9 @@ def conv_backward_naive(dout, cache):
     F, _, HH, WW = w.shape
     _, _, H_out, W_out = dout.shape
     stride, pad = conv_param["stride"], conv_param["pad"]
+    # Loop like the forward pass: each dout[n, f, i, j] adds its share to dw[f] and to the window of a padded
+    # dx (windows overlap: +=); db sums dout over (N, H', W'). Crop the padding off dx at the end.
+    ### BEGIN SOLUTION
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     dx_pad = np.zeros_like(x_pad)
     dw = np.zeros_like(w)
@@ -343,6 +490,7 @@ def conv_backward_naive(dout, cache):
                     dw[f] += dout[n, f, i, j] * x_pad[n, :, hs : hs + HH, ws : ws + WW]
                     dx_pad[n, :, hs : hs + HH, ws : ws + WW] += dout[n, f, i, j] * w[f]
     dx = dx_pad[:, :, pad : pad + H, pad : pad + W]  # drop the padding: (N, C, H, W)
+    ### END SOLUTION
     return dx, dw, db
 
 
@@ -358,6 +506,8 @@ def max_pool_forward_naive(x, pool_param):
     _check_pool(x, pool_param)
     N, C, H, W = x.shape
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    # Compute H', W', then loop over n, c and the output positions: each value is the max of one window.
+    ### BEGIN SOLUTION
     H_out = 1 + (H - ph) // stride
     W_out = 1 + (W - pw) // stride
     out = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
@@ -366,6 +516,7 @@ def max_pool_forward_naive(x, pool_param):
             for i in range(H_out):
                 for j in range(W_out):
                     out[n, c, i, j] = x[n, c, i * stride : i * stride + ph, j * stride : j * stride + pw].max()
+    ### END SOLUTION
     return out, (x, pool_param)
 
 
@@ -380,6 +531,9 @@ def max_pool_backward_naive(dout, cache):
     x, pool_param = cache
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     N, C, H_out, W_out = dout.shape
+    # Loop over the windows again: dout[n, c, i, j] goes to the position of the window's first maximum
+    # (np.argmax, then np.unravel_index); += because overlapping windows may share a maximum.
+    ### BEGIN SOLUTION
     dx = np.zeros_like(x, dtype=np.result_type(dout, x))
     for n in range(N):
         for c in range(C):
@@ -388,6 +542,7 @@ def max_pool_backward_naive(dout, cache):
                     window = x[n, c, i * stride : i * stride + ph, j * stride : j * stride + pw]
                     k, m = np.unravel_index(np.argmax(window), window.shape)
                     dx[n, c, i * stride + k, j * stride + m] += dout[n, c, i, j]  # += : windows may overlap
+    ### END SOLUTION
     return dx
 
 
@@ -401,9 +556,13 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """
     _check_spatial_bn(x, gamma, beta)
     N, C, H, W = x.shape
+    # Move the channels last and flatten to (N*H*W, C), call batchnorm_forward on that, and bring its
+    # output back to (N, C, H, W); its cache is this layer's cache.
+    ### BEGIN SOLUTION
     x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (N, C, H, W) -> (N*H*W, C)
     out_flat, cache = batchnorm_forward(x_flat, gamma, beta, bn_param)
     out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)  # back to (N, C, H, W)
+    ### END SOLUTION
     return out, cache
 
 
@@ -413,9 +572,13 @@ def spatial_batchnorm_backward(dout, cache):
     Inputs: dout (N, C, H, W). Returns (dx, dgamma, dbeta): (N, C, H, W), (C,), (C,).
     """
     N, C, H, W = dout.shape
+    # The forward pass in reverse: view dout as (N*H*W, C) the same way, call a batchnorm backward pass,
+    # and bring dx back to (N, C, H, W).
+    ### BEGIN SOLUTION
     dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)  # (N*H*W, C)
     dx_flat, dgamma, dbeta = batchnorm_backward_alt(dout_flat, cache)
     dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)  # (N, C, H, W)
+    ### END SOLUTION
     return dx, dgamma, dbeta
 
 
@@ -431,6 +594,9 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     _check_gn(x, gamma, beta, G)
     N, C, H, W = x.shape
     eps = gn_param.get("eps", 1e-5)
+    # Reshape x to (N, G, C//G * H * W), one row per (sample, group), and normalise each row like layernorm;
+    # back to (N, C, H, W), then per-channel gamma and beta. Cache what the backward pass needs.
+    ### BEGIN SOLUTION
     xg = x.reshape(N, G, -1)  # (N, G, C//G * H * W): one row per (sample, group)
     mu = xg.mean(axis=2, keepdims=True)
     xc = xg - mu
@@ -438,7 +604,9 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     inv_std = 1.0 / np.sqrt(var + eps)
     xhat = (xc * inv_std).reshape(N, C, H, W)
     out = gamma * xhat + beta
-    return out, (xhat, inv_std, gamma, G)
+    cache = (xhat, inv_std, gamma, G)
+    ### END SOLUTION
+    return out, cache
 
 
 def spatial_groupnorm_backward(dout, cache):
@@ -448,8 +616,11 @@ def spatial_groupnorm_backward(dout, cache):
     ``dx = inv_std / M * (M * dxhat - sum dxhat - xhat * sum(dxhat * xhat))`` (sums over the group).
     Inputs: dout (N, C, H, W). Returns (dx, dgamma, dbeta): (N, C, H, W), (1, C, 1, 1), (1, C, 1, 1).
     """
-    xhat, inv_std, gamma, G = cache
     N, C, H, W = dout.shape
+    # dgamma and dbeta sum over (N, H, W) and keep the (1, C, 1, 1) shape; for dx, reshape dout * gamma
+    # to the (N, G, M) rows of the forward pass and apply the formula above to each row.
+    ### BEGIN SOLUTION
+    xhat, inv_std, gamma, G = cache
     dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
     dgamma = (dout * xhat).sum(axis=(0, 2, 3), keepdims=True)
     dxhat = (dout * gamma).reshape(N, G, -1)  # (N, G, M)
@@ -458,7 +629,9 @@ def spatial_groupnorm_backward(dout, cache):
     dx = (inv_std / M) * (
         M * dxhat - dxhat.sum(axis=2, keepdims=True) - xhat_g * (dxhat * xhat_g).sum(axis=2, keepdims=True)
     )
-    return dx.reshape(N, C, H, W), dgamma, dbeta
+    dx = dx.reshape(N, C, H, W)
+    ### END SOLUTION
+    return dx, dgamma, dbeta
 
 
 # ============================================================================ argument checks
@@ -531,10 +704,27 @@ def _check_affine(x, w, b):
         )
     if b.shape[0] != w.shape[1]:
         raise ValueError(f"b has shape {b.shape} but w has shape {w.shape}; b must be (M,) = ({w.shape[1]},)")
+    return x.shape[0], D
 
 
 def _check_activation(x):
     _check_x(x, None, "(N, ...)")
+
+
+def _check_prelu(x, alpha):
+    """x (N, ...) with a scalar alpha, or x (N, D) with alpha (D,)."""
+    _check_x(x, None, "(N, ...)")
+    if np.ndim(alpha) == 0:
+        if not np.issubdtype(np.asarray(alpha).dtype, np.number):
+            raise ValueError(f"alpha must be a number or an array of shape (D,), got {alpha!r}")
+        return
+    if np.ndim(alpha) != 1:
+        raise ValueError(f"alpha must be a scalar or have shape (D,) (one slope per feature), got {np.shape(alpha)}")
+    if x.ndim != 2 or x.shape[1] != alpha.shape[0]:
+        raise ValueError(
+            f"alpha has shape {alpha.shape} (one slope per feature) so x must have shape (N, D) = "
+            f"(N, {alpha.shape[0]}), got {x.shape}; use a scalar alpha for other shapes"
+        )
 
 
 def _check_loss(x, y):
@@ -577,6 +767,13 @@ def _check_dropout(x, dropout_param):
     p = dropout_param.get("p")
     if p is None or not 0 < p <= 1:
         raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}")
+
+
+def _dropout_rng(dropout_param):
+    """The generator of a dropout mask: ``dropout_param['rng']``, else a fresh one seeded with 'seed' (None:
+    unseeded). NumPy's global generator is never used."""
+    rng = dropout_param.get("rng")
+    return np.random.default_rng(dropout_param.get("seed")) if rng is None else rng
 
 
 def _check_conv(x, w, b, conv_param):

@@ -10,7 +10,8 @@ import numpy as np
 def sgd(w, dw, config=None):
     """Vanilla stochastic gradient descent: ``w -= learning_rate * dw``.
 
-    config: 'learning_rate' (1e-2).
+    config: 'learning_rate' (1e-2). The worked example of the protocol: defaults with ``setdefault``, a new
+    array for the next weights, the config returned.
     """
     config = {} if config is None else config
     config.setdefault("learning_rate", 1e-2)
@@ -29,8 +30,11 @@ def sgd_momentum(w, dw, config=None):
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
     v = config.get("velocity", np.zeros_like(w))
+    # Update the velocity v from the gradient, then step the weights along it: next_w.
+    ### BEGIN SOLUTION
     v = config["momentum"] * v - config["learning_rate"] * dw
     next_w = w + v
+    ### END SOLUTION
     config["velocity"] = v
     return next_w, config
 
@@ -46,9 +50,13 @@ def rmsprop(w, dw, config=None):
     config.setdefault("decay_rate", 0.99)
     config.setdefault("epsilon", 1e-8)
     config.setdefault("cache", np.zeros_like(w))
+    # Move the moving average of squared gradients (store it back in config['cache']), then divide the
+    # step elementwise by its square root: next_w.
+    ### BEGIN SOLUTION
     cache = config["decay_rate"] * config["cache"] + (1 - config["decay_rate"]) * dw**2
     next_w = w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
     config["cache"] = cache
+    ### END SOLUTION
     return next_w, config
 
 
@@ -69,6 +77,9 @@ def adam(w, dw, config=None):
     config.setdefault("v", np.zeros_like(w))
     config.setdefault("t", 0)
     beta1, beta2 = config["beta1"], config["beta2"]
+    # Increment config['t'] first; update the moments config['m'] and config['v'] (stored uncorrected);
+    # bias-correct copies of them for this step only, and compute next_w.
+    ### BEGIN SOLUTION
     config["t"] += 1
     t = config["t"]
     config["m"] = beta1 * config["m"] + (1 - beta1) * dw
@@ -76,6 +87,7 @@ def adam(w, dw, config=None):
     m_hat = config["m"] / (1 - beta1**t)
     v_hat = config["v"] / (1 - beta2**t)
     next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
+    ### END SOLUTION
     return next_w, config
 
 

@@ -1,6 +1,7 @@
 """Recurrent layers in NumPy: vanilla RNN and LSTM (step and sequence), word embedding, temporal affine and loss."""
 
 import numpy as np
+from scipy.special import log_softmax
 
 from common.layers import _check_ndim, _check_x, sigmoid_forward
 
@@ -19,8 +20,13 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     Returns (next_h (N, H), cache).
     """
     _check_step(x, prev_h, Wx, Wh, b, gates=1)
+    # next_h (N, H) from the formula above; cache whatever rnn_step_backward will need (the inputs, the
+    # weights, and next_h itself, whose square gives tanh's derivative).
+    ### BEGIN SOLUTION
     next_h = np.tanh(x @ Wx + prev_h @ Wh + b)  # (N, H)
-    return next_h, (x, prev_h, Wx, Wh, next_h)
+    cache = (x, prev_h, Wx, Wh, next_h)
+    ### END SOLUTION
+    return next_h, cache
 
 
 def rnn_step_backward(dnext_h, cache):
@@ -28,9 +34,14 @@ def rnn_step_backward(dnext_h, cache):
 
     Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).
     """
+    # Back through tanh first (an (N, H) gradient of the pre-activation), then through the affine map:
+    # each gradient has the shape of its input.
+    ### BEGIN SOLUTION
     x, prev_h, Wx, Wh, next_h = cache
     da = dnext_h * (1 - next_h**2)  # (N, H)
-    return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+    dx, dprev_h, dWx, dWh, db = da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+    ### END SOLUTION
+    return dx, dprev_h, dWx, dWh, db
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
@@ -40,15 +51,19 @@ def rnn_forward(x, h0, Wx, Wh, b):
     Returns (h (N, T, H), cache).
     """
     _check_sequence(x, h0)
+    # Loop rnn_step_forward over t = 0..T-1, starting from h0, storing every hidden state in h (N, T, H);
+    # the cache holds what rnn_backward needs (e.g. the list of step caches).
+    ### BEGIN SOLUTION
     N, T, _ = x.shape
     h = np.zeros((N, T, h0.shape[1]), dtype=np.result_type(x, h0, Wx))
-    caches = []
+    cache = []
     prev_h = h0
     for t in range(T):
-        prev_h, cache = rnn_step_forward(x[:, t], prev_h, Wx, Wh, b)
+        prev_h, step_cache = rnn_step_forward(x[:, t], prev_h, Wx, Wh, b)
         h[:, t] = prev_h
-        caches.append(cache)
-    return h, caches
+        cache.append(step_cache)
+    ### END SOLUTION
+    return h, cache
 
 
 def rnn_backward(dh, cache):
@@ -56,19 +71,21 @@ def rnn_backward(dh, cache):
 
     Returns (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
     """
-    caches = cache
+    # Walk back from t = T-1 to 0 with rnn_step_backward. The state at t receives gradient from the loss at
+    # t (dh[:, t]) and from step t+1; the weights are shared by all steps, so their gradients add up.
+    # dh0 is the gradient that flows out of the first step.
+    ### BEGIN SOLUTION
     N, T, H = dh.shape
-    D = caches[0][0].shape[1]
-    dx = np.zeros((N, T, D), dtype=dh.dtype)
-    dWx, dWh, db = np.zeros_like(caches[0][2]), np.zeros_like(caches[0][3]), np.zeros(H, dtype=dh.dtype)
-    dprev_h = np.zeros((N, H), dtype=dh.dtype)
+    dx_steps = [None] * T
+    dWx = dWh = db = 0.0  # sums of the per-step weight gradients
+    dprev_h = np.zeros((N, H), dtype=dh.dtype)  # nothing comes back from beyond the last step
     for t in reversed(range(T)):
-        # The state at t receives gradient from the loss at t and from step t+1.
-        dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, caches[t])
-        dWx += dWx_t
-        dWh += dWh_t
-        db += db_t
-    return dx, dprev_h, dWx, dWh, db
+        dx_steps[t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, cache[t])
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    dx = np.stack(dx_steps, axis=1)  # T x (N, D) -> (N, T, D)
+    dh0 = dprev_h
+    ### END SOLUTION
+    return dx, dh0, dWx, dWh, db
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -85,6 +102,9 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     Returns (next_h (N, H), next_c (N, H), cache).
     """
     _check_step(x, prev_h, Wx, Wh, b, gates=4, prev_c=prev_c)
+    # One (N, 4H) pre-activation, split into the four gates in the order i, f, o, g (use _sigmoid above);
+    # cache the inputs, the weights and the gate values that lstm_step_backward will need.
+    ### BEGIN SOLUTION
     H = prev_h.shape[1]
     a = x @ Wx + prev_h @ Wh + b  # (N, 4H)
     i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H : 2 * H]), _sigmoid(a[:, 2 * H : 3 * H])
@@ -92,7 +112,9 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     next_c = f * prev_c + i * g
     tanh_c = np.tanh(next_c)
     next_h = o * tanh_c
-    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c)
+    cache = (x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c)
+    ### END SOLUTION
+    return next_h, next_c, cache
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
@@ -100,13 +122,19 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
     Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).
     """
+    # next_c reaches the loss directly (dnext_c) and through next_h: add both. Then the gradients of the
+    # four gates, back through their nonlinearities into one (N, 4H) array in the order i, f, o, g, and
+    # from it the affine map's gradients, as in rnn_step_backward.
+    ### BEGIN SOLUTION
     x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c = cache
     dc = dnext_c + dnext_h * o * (1 - tanh_c**2)  # total gradient reaching next_c
     do = dnext_h * tanh_c
     di, df, dg = dc * g, dc * prev_c, dc * i
     dprev_c = dc * f
     da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g**2)], axis=1)  # (N, 4H)
-    return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+    dx, dprev_h, dWx, dWh, db = da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+    ### END SOLUTION
+    return dx, dprev_h, dprev_c, dWx, dWh, db
 
 
 def lstm_forward(x, h0, Wx, Wh, b):
@@ -116,32 +144,37 @@ def lstm_forward(x, h0, Wx, Wh, b):
     Returns (h (N, T, H), cache).
     """
     _check_sequence(x, h0)
+    # As rnn_forward, with lstm_step_forward and a cell state that starts at zero (it is not returned).
+    ### BEGIN SOLUTION
     N, T, _ = x.shape
     H = h0.shape[1]
     h = np.zeros((N, T, H), dtype=np.result_type(x, h0, Wx))
     prev_h, prev_c = h0, np.zeros_like(h0)
-    caches = []
+    cache = []
     for t in range(T):
-        prev_h, prev_c, cache = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        prev_h, prev_c, step_cache = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
         h[:, t] = prev_h
-        caches.append(cache)
-    return h, caches
+        cache.append(step_cache)
+    ### END SOLUTION
+    return h, cache
 
 
 def lstm_backward(dh, cache):
     """Backward pass over the sequence. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db)."""
-    caches = cache
+    # As rnn_backward, carrying two gradients from step t+1 back to step t: the hidden state's (added to
+    # dh[:, t]) and the cell state's (zero after the last step).
+    ### BEGIN SOLUTION
     N, T, H = dh.shape
-    D = caches[0][0].shape[1]
-    dx = np.zeros((N, T, D), dtype=dh.dtype)
-    dWx, dWh, db = np.zeros_like(caches[0][3]), np.zeros_like(caches[0][4]), np.zeros(4 * H, dtype=dh.dtype)
+    dx_steps = [None] * T
+    dWx = dWh = db = 0.0
     dprev_h, dprev_c = np.zeros((N, H), dtype=dh.dtype), np.zeros((N, H), dtype=dh.dtype)
     for t in reversed(range(T)):
-        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t] + dprev_h, dprev_c, caches[t])
-        dWx += dWx_t
-        dWh += dWh_t
-        db += db_t
-    return dx, dprev_h, dWx, dWh, db
+        dx_steps[t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t] + dprev_h, dprev_c, cache[t])
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    dx = np.stack(dx_steps, axis=1)  # (N, T, D)
+    dh0 = dprev_h
+    ### END SOLUTION
+    return dx, dh0, dWx, dWh, db
 
 
 # ---------------------------------------------------------------------------- words in and out
@@ -153,8 +186,12 @@ def word_embedding_forward(x, W):
     Inputs: x (N, T) integer indices in [0, V), W (V, D). Returns (out (N, T, D), cache).
     """
     _check_embedding(x, W)
+    # One row of W per index (integer-array indexing does it in one go); cache what the backward pass needs.
+    ### BEGIN SOLUTION
     out = W[x]  # (N, T, D)
-    return out, (x, W.shape)
+    cache = (x, W.shape)
+    ### END SOLUTION
+    return out, cache
 
 
 def word_embedding_backward(dout, cache):
@@ -162,9 +199,13 @@ def word_embedding_backward(dout, cache):
 
     Returns dW (V, D).
     """
+    # dW starts at zero; each upstream row adds into its word's row, and a word used several times must
+    # receive every contribution.
+    ### BEGIN SOLUTION
     x, W_shape = cache
     dW = np.zeros(W_shape, dtype=dout.dtype)
-    np.add.at(dW, x, dout)  # repeated words accumulate, which dW[x] += dout would not
+    np.add.at(dW, x, dout)  # repeated words accumulate
+    ### END SOLUTION
     return dW
 
 
@@ -200,8 +241,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     _check_temporal_loss(x, y, mask)
     N, T, V = x.shape
     x_flat, y_flat, mask_flat = x.reshape(N * T, V), y.reshape(N * T), mask.reshape(N * T)
-    shifted = x_flat - x_flat.max(axis=1, keepdims=True)  # stable: the largest score becomes 0
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = log_softmax(x_flat, axis=1)  # stable for large scores
     loss = -np.sum(mask_flat * log_probs[np.arange(N * T), y_flat]) / N
     dx_flat = np.exp(log_probs)
     dx_flat[np.arange(N * T), y_flat] -= 1

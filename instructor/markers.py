@@ -341,8 +341,9 @@ def stub_notebook(nb: dict, file: str, messages: dict[str, str]) -> dict:
 
 
 def notebook_work(nb: dict, file: str) -> dict[str, list[str]]:
-    """``{grade_id: lines}`` of a (student's) notebook: the body between the student markers of each code
-    exercise, the whole source of each answer cell. Cells are matched by ``grade_id`` only."""
+    """``{grade_id: lines}`` of a (student's) notebook: the body between the student markers (or, in the solved
+    copy, the solution markers) of each code exercise, the whole source of each answer cell. Cells are matched
+    by ``grade_id`` only; a code cell whose markers are gone is left out."""
     out = {}
     for cell in nb.get("cells", []):
         meta = nbgrader_meta(cell) or {}
@@ -352,12 +353,13 @@ def notebook_work(nb: dict, file: str) -> dict[str, list[str]]:
         lines = cell_source(cell).splitlines()
         if cell.get("cell_type") == "markdown":
             out[grade_id] = lines
-        else:
-            body = parse_python_tolerant(
-                "\n".join(["def _cell():"] + ["    " + x for x in lines]), file, STUDENT_BEGIN, STUDENT_END
-            ).get("_cell")
-            if body is not None:
-                out[grade_id] = [x[4:] if x.startswith("    ") else x for x in body]
+            continue
+        for begin, end in ((STUDENT_BEGIN, STUDENT_END), (BEGIN, END)):
+            starts = [i for i, line in enumerate(lines) if line.strip() == begin]
+            ends = [i for i, line in enumerate(lines) if line.strip() == end]
+            if starts and ends and ends[-1] > starts[0]:
+                out[grade_id] = lines[starts[0] + 1 : next(e for e in ends if e > starts[0])]
+                break
     return out
 
 

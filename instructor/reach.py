@@ -142,7 +142,11 @@ class NotebookIndex:
                             section = m.group(2).strip("* ")
                     continue
                 try:
-                    refs = _names(ast.parse(_strip_magics(text)))
+                    tree = ast.parse(_strip_magics(text))
+                    # names a cell uses, not the ones it only imports (a setup cell imports everything)
+                    refs = set().union(
+                        *[_names(n) for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+                    )
                 except SyntaxError:
                     refs = set(re.findall(r"[A-Za-z_]\w*", text))
                 rows.append((refs, section))
@@ -176,11 +180,13 @@ def course_order(root: Path) -> list[str]:
 
 @dataclass
 class ReachMap:
-    """For every block: the tests and notebooks that can reach it, and where a student meets it first."""
+    """For every block: the tests and notebooks that can reach it, the tests that call it directly (by its
+    own name, or its class's), and where a student meets it first."""
 
     tests: dict[str, list[str]]
     notebooks: dict[str, list[str]]
     located: dict[str, tuple[str, str]]
+    direct: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, root: Path, blocks: list[Block], test_folders=("tests",)) -> ReachMap:
@@ -188,18 +194,19 @@ class ReachMap:
         units = _library_units(root)
         tindex, nindex = TestIndex.build(root, test_folders), NotebookIndex.build(root)
         order = course_order(root)
-        tests, notebooks, located = {}, {}, {}
+        tests, notebooks, located, direct = {}, {}, {}, {}
         for block in blocks:
             if block.kind in ("cell", "answer"):
-                tests[block.id], notebooks[block.id] = [], [block.file]
+                tests[block.id], notebooks[block.id], direct[block.id] = [], [block.file], []
                 located[block.id] = (block.file, _section_of_cell(root / block.file, block.start))
                 continue
             names = reaching_names(block, units)
             tests[block.id] = tindex.reaching(names, _handles_of(block))
+            direct[block.id] = tindex.reaching(_handles_of(block))
             notebooks[block.id] = [nb for nb in order if nb in set(nindex.reaching(names))]
             first = nindex.first_use(_handles_of(block), order) or nindex.first_use(names, order)
             located[block.id] = first or ("", "")
-        return cls(tests, notebooks, located)
+        return cls(tests, notebooks, located, direct)
 
 
 def _section_of_cell(path: Path, index: int) -> str:

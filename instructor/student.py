@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXCLUDE = (
     "instructor/*",
     "tests/hidden/*",
+    "tests/grading/*",
     "bench/RESULTS.md",
     ".ci/*",
     "INSTRUCTORS.md",

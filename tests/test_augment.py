@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from common.data.augment import Augment, channel_stats, denormalize, normalize, random_crop, random_flip, to_tensor
+from common.data.augment import (
+    Augment,
+    channel_stats,
+    denormalize,
+    normalize,
+    random_crop,
+    random_flip,
+    random_rotation,
+    rotate,
+    to_tensor,
+)
 from common.data.torch_data import TensorBatches
 
 
@@ -83,17 +93,98 @@ def test_augment_preserves_pixel_values_and_is_seeded():
     assert not torch.equal(a, x)
 
 
+def test_rotation_by_zero_is_the_identity():
+    x = torch.randn(5, 3, 8, 11, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rotate(x, 0.0), x, rtol=0, atol=1e-5)  # float32 round-off of the sampling grid
+    torch.testing.assert_close(rotate(x, torch.zeros(5)), x, rtol=0, atol=1e-5)
+    assert random_rotation(x, 0.0) is x
+
+
+def test_rotation_by_right_angles_on_square_images_is_rot90():
+    x = torch.randn(4, 2, 9, 9, generator=torch.Generator().manual_seed(1))
+    # counter-clockwise as displayed, like torch.rot90 over (H, W); exact but for interpolation round-off
+    torch.testing.assert_close(rotate(x, 90.0), torch.rot90(x, 1, (2, 3)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(rotate(x, -90.0), torch.rot90(x, -1, (2, 3)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(rotate(x, 180.0), x.flip(2, 3), rtol=0, atol=1e-5)
+    # one angle per image
+    out = rotate(x, torch.tensor([0.0, 90.0, 180.0, -90.0]))
+    for k, n in zip((0, 1, 2, -1), range(4)):
+        torch.testing.assert_close(out[n], torch.rot90(x[n], k, (1, 2)), rtol=0, atol=1e-5)
+
+
+def test_rotation_is_in_pixel_units_on_non_square_images():
+    """A dot right of the centre goes above it after +90 degrees, at the same pixel distance (no shear)."""
+    for H, W, (r, c), (r90, c90) in [(9, 15, (4, 9), (2, 7)), (15, 9, (7, 6), (5, 4))]:
+        x = torch.zeros(1, 1, H, W)
+        x[0, 0, r, c] = 1.0
+        out = rotate(x, 90.0)[0, 0]
+        assert (out > 0.5).nonzero().tolist() == [[r90, c90]]
+
+
+def test_rotation_fill_covers_the_uncovered_corners():
+    x = torch.full((2, 1, 12, 12), 3.0)
+    out = rotate(x, 45.0, fill=-1.0)
+    assert out[:, :, 0, 0].eq(-1.0).all() and out[:, :, -1, -1].eq(-1.0).all()  # corners: nothing rotated there
+    torch.testing.assert_close(out[:, :, 4:8, 4:8], x[:, :, 4:8, 4:8])  # the centre stays covered
+    assert rotate(x, 45.0)[:, :, 0, 0].eq(0.0).all()  # default fill: zero (the mean of normalised images)
+
+
+def test_random_rotation_draws_uniform_angles_from_its_generator():
+    """Recover each image's angle from where a dot ends up: uniform in [-max, max], reproducible by seed."""
+    S, radius, max_degrees = 41, 14, 30.0
+    yy, xx = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
+    c = S // 2
+    dot = torch.exp(-((yy - c) ** 2 + (xx - c - radius) ** 2) / 2.0)  # a blob right of the centre
+    x = dot.expand(2000, 1, S, S)
+    out = random_rotation(x, max_degrees, torch.Generator().manual_seed(0))
+    mass = out.sum(dim=(1, 2, 3))
+    cy = (out[:, 0] * yy).sum(dim=(1, 2)) / mass
+    cx = (out[:, 0] * xx).sum(dim=(1, 2)) / mass
+    angles = torch.rad2deg(torch.atan2(-(cy - c), cx - c))  # counter-clockwise as displayed (y points down)
+    assert angles.min() > -max_degrees - 0.5 and angles.max() < max_degrees + 0.5
+    assert angles.min() < -max_degrees + 1 and angles.max() > max_degrees - 1  # the whole range is used
+    assert abs(angles.mean().item()) < 1.5 and angles.std().item() == pytest.approx(max_degrees / np.sqrt(3), rel=0.05)
+    again = random_rotation(x, max_degrees, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert not torch.equal(out, random_rotation(x, max_degrees, torch.Generator().manual_seed(1)))
+
+
+def test_rotation_rejects_bad_input():
+    x = torch.zeros(3, 1, 5, 5)
+    with pytest.raises(ValueError, match="max_degrees"):
+        random_rotation(x, -5.0)
+    with pytest.raises(ValueError, match="one angle per image"):
+        rotate(x, torch.zeros(2))
+    with pytest.raises(ValueError, match="float images"):
+        rotate(torch.zeros(3, 5, 5), 10.0)
+    with pytest.raises(ValueError, match="rotation"):
+        Augment(rotation=200.0)
+
+
+def test_augment_with_rotation_is_seeded_and_keeps_the_layout():
+    x = torch.randn(32, 3, 10, 10, generator=torch.Generator().manual_seed(2))
+    a = Augment(padding=1, flip=0.5, rotation=20.0, seed=5)(x)
+    b = Augment(padding=1, flip=0.5, rotation=20.0, seed=5)(x)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(a, Augment(padding=1, flip=0.5, seed=5)(x))  # rotation changes the images
+    # rotation only: the same as random_rotation with the same generator
+    only = Augment(padding=0, flip=0.0, rotation=20.0)(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(only, random_rotation(x, 20.0, torch.Generator().manual_seed(0)), rtol=0, atol=0)
+    assert "rotation=20.0" in repr(Augment(rotation=20.0))
+
+
 def test_augmentation_never_touches_the_global_generators():
     x = torch.randn(16, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     torch_state, np_state = torch.get_rng_state(), np.random.get_state()
     a, b = random_crop(x, 2), random_crop(x, 2)  # generator=None: fresh OS-seeded draws
     random_flip(x, 0.5)
-    Augment(padding=1)(x)
+    r1, r2 = random_rotation(x, 30.0), random_rotation(x, 30.0)
+    Augment(padding=1, rotation=10.0)(x)
     for _ in TensorBatches(x, torch.zeros(16), batch_size=4, shuffle=True, seed=None, transform=Augment(1)):
         pass
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], np_state[1])
-    assert not torch.equal(a, b)  # unseeded calls still differ
+    assert not torch.equal(a, b) and not torch.equal(r1, r2)  # unseeded calls still differ
 
 
 def test_tensor_batches_cover_every_sample_once_per_epoch():

@@ -14,14 +14,17 @@ import pytest
 import torch
 
 from common.config import REPO_ROOT
+from common.data.augment import Augment
 from common.experiments.cnn import (
     ADAM_BASELINE,
     SGD_ONE_CYCLE,
     Recipe,
     confusion_matrix,
+    match_crop_flip,
     one_cycle_scheduler,
     per_class_accuracy,
     time_train_steps,
+    train_and_score,
     train_vgg,
     vgg_cache_entry,
 )
@@ -107,6 +110,18 @@ def test_recipes_build_their_optimizer_and_schedule():
         Recipe(optimizer="lbfgs")
 
 
+def test_match_crop_flip_explains_augment_and_nothing_else():
+    x = torch.randn(400, 2, 9, 9, generator=torch.Generator().manual_seed(0))
+    offsets, flipped = match_crop_flip(x, Augment(padding=2, flip=0.5, seed=0)(x), 2)
+    assert (offsets >= 0).all() and len({tuple(o) for o in offsets}) == 25 and 0.4 < flipped.mean() < 0.6
+    offsets, flipped = match_crop_flip(x, x.flip(3), 2)
+    assert (offsets == 2).all() and flipped.all()  # a flip alone: centre crop, flipped
+    offsets, _ = match_crop_flip(x, x + 1e-3, 2)
+    assert (offsets == -1).all()  # changed pixel values: no crop explains them
+    with pytest.raises(ValueError, match="one shape"):
+        match_crop_flip(x, x[:3], 2)
+
+
 def test_time_train_steps_on_a_given_device():
     model = VGG(TINY)
     x, y = _bands(16, seed=2)
@@ -136,6 +151,25 @@ def test_train_vgg_learns_and_caches(cache):
     torch.testing.assert_close(predict(again, X_val), predict(model, X_val))
     other = vgg_cache_entry(cfg, dataclasses.replace(recipe, epochs=4), "bands", 480, 200)
     assert other.path != info["path"]
+
+
+def test_train_and_score_reports_the_test_accuracy_of_the_cached_run(cache):
+    X, y = _bands(96, seed=0)
+    val, test = _bands(32, seed=1), _bands(64, seed=2)
+    row = train_and_score(TINY, TINY_RECIPE, (X, y), val, test, data_tag="bands", device=CPU)
+    model, info = _tiny_run()  # the same run, now from the cache
+    assert info["cached"]
+    assert row["test_acc"] == pytest.approx((predict(model, test[0]).argmax(1) == test[1]).float().mean().item())
+    assert row["val_acc"] == info["val_acc"] and row["history"] == info["history"] and row["n_train"] == 96
+    assert row["params"] == sum(p.numel() for p in model.parameters()) and row["img_s"] > 0
+
+
+def test_a_recipe_with_rotation_trains_on_rotated_images(cache):
+    rotating = dataclasses.replace(TINY_RECIPE, rotation=20.0)
+    assert vgg_cache_entry(TINY, rotating, "bands", 96, 32).path != _entry().path
+    _, plain = _tiny_run(use_cache=False)
+    _, rotated = _tiny_run(recipe=rotating, use_cache=False)
+    assert rotated["history"]["train_loss"] != plain["history"]["train_loss"]
 
 
 def test_train_vgg_takes_a_device_and_channels_last(cache):

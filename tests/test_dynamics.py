@@ -11,24 +11,30 @@ from common.data.torch_data import TensorBatches
 from common.experiments.dynamics import (
     TensorData,
     TrainConfig,
+    add_outliers,
     batch_size_sweep,
     compare_depths,
     damped_sine,
     equal_size_architectures,
     fit_function,
+    full_gradient_norm,
     function_data,
+    gradient_norm,
     hessian_top_eigenvalue,
     input_gradient_norm,
     interpolate_models,
     jacobian_norm,
     layer_slices,
+    loss_function,
     make_mlp,
     mlp_param_count,
     param_count_sweep,
     pca_project,
     random_label_experiment,
     shuffle_labels,
+    snapshot_gradient_norms,
     train_model,
+    trajectory_distances,
     weight_trajectories,
     width_for_param_count,
 )
@@ -133,6 +139,101 @@ def test_train_config_rejects_bad_values():
         TrainConfig(optimizer="lbfgs")
     with pytest.raises(ValueError, match="loss"):
         TrainConfig(loss="l1")
+    with pytest.raises(ValueError, match="loss"):
+        loss_function("huber")
+    assert isinstance(loss_function("mae"), nn.L1Loss) and TrainConfig(loss="mae").loss == "mae"
+
+
+def _backward_once(model, X, y, loss="ce"):
+    model.zero_grad(set_to_none=True)
+    loss_function(loss)(model(X), y).backward()
+
+
+def test_gradient_norm_is_the_global_l2_norm():
+    g = torch.Generator().manual_seed(0)
+    model = make_mlp(6, [5, 4], 3, seed=0).double()
+    X, y = torch.randn(20, 6, generator=g, dtype=torch.float64), torch.randint(3, (20,), generator=g)
+    assert gradient_norm(model) == 0.0  # no backward pass yet: no gradient anywhere
+    _backward_once(model, X, y)
+    grads = [p.grad for p in model.parameters()]
+    expected = torch.linalg.vector_norm(torch.cat([t.reshape(-1) for t in grads])).item()
+    result = gradient_norm(model)
+    assert isinstance(result, float) and result == pytest.approx(expected, rel=1e-10)
+    assert result == pytest.approx(nn.utils.get_total_norm(grads).item(), rel=1e-10)
+    # a frozen first layer has no gradient: skipped, not an error
+    model.net[0].weight.requires_grad_(False)
+    _backward_once(model, X, y)
+    rest = [p.grad for p in model.parameters() if p.grad is not None]
+    assert model.net[0].weight.grad is None and len(rest) == 5
+    assert gradient_norm(model) == pytest.approx(nn.utils.get_total_norm(rest).item(), rel=1e-10)
+
+
+def test_gradient_norm_matches_the_loops_record():
+    data = blobs(N=40)
+    model, reference = make_mlp(5, [8], 3, seed=0), make_mlp(5, [8], 3, seed=0)
+    hist = train_model(model, data, TrainConfig(epochs=1, batch_size=40, lr=1e-3), device=CPU, progress=False)
+    _backward_once(reference, data.X_train, data.y_train)
+    assert gradient_norm(reference) == pytest.approx(hist["grad_norm"][0], rel=1e-5)
+
+
+def test_full_gradient_norm_accumulates_over_batches_and_restores_state():
+    data = blobs(N=50)
+    model = make_mlp(5, [8], 3, seed=0).double()
+    X = data.X_train.double()
+    _backward_once(model, X[:7], data.y_train[:7])
+    saved = [p.grad.clone() for p in model.parameters()]
+    model.train()
+    result = full_gradient_norm(model, X, data.y_train, batch_size=7, device=CPU)  # 8 batches, the last of 1
+    reference = make_mlp(5, [8], 3, seed=0).double()
+    _backward_once(reference, X, data.y_train)  # the mean loss over all 50 in one pass
+    expected = nn.utils.get_total_norm([p.grad for p in reference.parameters()]).item()
+    assert result == pytest.approx(expected, rel=1e-10)
+    assert model.training and all(torch.equal(p.grad, s) for p, s in zip(model.parameters(), saved))
+    fn = function_data(num_train=30, num_test=5)
+    reg = make_mlp(1, [4], 1, seed=0)
+    _backward_once(reg, fn.X_train, fn.y_train, "mse")
+    expected = gradient_norm(reg)
+    assert full_gradient_norm(reg, fn.X_train, fn.y_train, loss="mse", batch_size=8) == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def test_snapshot_gradient_norms_loads_each_snapshot_and_restores_weights():
+    data = blobs(N=60)
+    model = make_mlp(5, [8], 3, seed=0)
+    hist = train_model(model, data, TrainConfig(epochs=2, batch_size=20, lr=1e-2, snapshot_every=1), progress=False)
+    probe = make_mlp(5, [8], 3, seed=5)
+    own = flat_params(probe)
+    norms = snapshot_gradient_norms(probe, hist["snapshots"], data.X_train, data.y_train)
+    assert norms.shape == (3,) and torch.equal(flat_params(probe), own)
+    set_flat_params(model, torch.from_numpy(hist["snapshots"][1]))
+    assert norms[1] == pytest.approx(full_gradient_norm(model, data.X_train, data.y_train), rel=1e-6)
+    assert norms[0] > norms[-1]  # training on separable blobs flattens the loss
+
+
+def test_add_outliers_moves_only_the_chosen_training_targets():
+    data = function_data(num_train=50, num_test=20, seed=0)
+    noisy, idx = add_outliers(data, 5, magnitude=3.0, seed=1)
+    assert len(idx) == len(set(idx.tolist())) == 5
+    diff = (noisy.y_train - data.y_train)[:, 0]
+    np.testing.assert_allclose(diff[idx].numpy(), 3.0)
+    assert (
+        (diff != 0).sum() == 5 and torch.equal(noisy.y_test, data.y_test) and torch.equal(noisy.X_train, data.X_train)
+    )
+    assert add_outliers(data, 5, seed=1)[1].tolist() == idx.tolist() and add_outliers(data, 0)[1].size == 0
+    with pytest.raises(ValueError, match="num_outliers"):
+        add_outliers(data, 51)
+
+
+def test_mae_fit_ignores_outliers_that_pull_the_mse_fit():
+    data, _ = add_outliers(function_data(lambda x: 0.8 * x + 0.3, num_train=40, num_test=50, seed=1), 4, 3.0, seed=1)
+    err = {}
+    for loss in ("mse", "mae"):
+        cfg = TrainConfig(epochs=1000, batch_size=40, lr=1e-2, loss=loss, eval_every=1000)
+        res = fit_function([], data, cfg, device=CPU, progress=False)
+        err[loss] = np.mean((res["prediction"] - data.y_test[:, 0].numpy()) ** 2)
+    # the MSE line is shifted by the mean of the outliers' offsets (4 * 3 / 40 = 0.3): error about 0.1
+    assert err["mse"] > 0.05 and err["mae"] < 0.01
 
 
 def test_function_data_and_fit_reduces_loss():
@@ -234,9 +335,50 @@ def test_weight_trajectories_shapes_and_loss_at_snapshots():
     res = weight_trajectories([6], data, cfg, num_runs=2, progress=False)
     assert res["snapshots"].shape == (2, 5, 3 * 6 + 1) and list(res["epochs"]) == [0, 5, 10, 15, 20]
     assert res["loss"].shape == (2, 5) and np.all(res["loss"][:, -1] < res["loss"][:, 0])
+    assert res["acc"].shape == (2, 5) and np.all(np.isnan(res["acc"]))
     assert not np.allclose(res["snapshots"][0, 0], res["snapshots"][1, 0])  # different inits
     with pytest.raises(ValueError, match="snapshot_every"):
         weight_trajectories([6], data, TrainConfig(loss="mse"), progress=False)
+
+
+def test_weight_trajectories_with_a_model_factory_and_accuracy():
+    data = blobs(N=60)
+    cfg = TrainConfig(epochs=4, batch_size=20, lr=1e-2, snapshot_every=2, record_steps=False)
+    seeds = []
+
+    def build(seed):
+        seeds.append(seed)
+        return make_mlp(5, [4, 4], 3, activation="tanh", seed=seed)
+
+    res = weight_trajectories(None, data, cfg, num_runs=2, model_fn=build, progress=False)
+    assert seeds == [0, 1] and res["snapshots"].shape == (2, 3, mlp_param_count(5, [4, 4], 3))
+    assert list(res["slices"]) == [
+        "net.0.weight",
+        "net.0.bias",
+        "net.2.weight",
+        "net.2.bias",
+        "net.4.weight",
+        "net.4.bias",
+    ]
+    assert np.all((res["acc"] >= 0) & (res["acc"] <= 1)) and res["acc"][0, -1] > res["acc"][0, 0]
+    model = build(0)
+    set_flat_params(model, torch.from_numpy(res["snapshots"][0, -1]))
+    ref = evaluate(model, TensorBatches(data.X_train, data.y_train, 1000))
+    assert res["acc"][0, -1] == pytest.approx(ref["acc"]) and res["loss"][0, -1] == pytest.approx(ref["loss"], rel=1e-5)
+
+
+def test_trajectory_distances():
+    starts = np.array([[0.0, 0.0], [3.0, 4.0]])
+    steps = np.array([[1.0, 0.0], [1.0, 0.0], [0.5, 0.0]])  # (S - 1, P): the same path from each start
+    snaps = np.stack([np.vstack([s, s + np.cumsum(steps, axis=0)]) for s in starts])  # (2, 4, 2)
+    d = trajectory_distances(snaps)
+    np.testing.assert_allclose(d["travel"], [2.5, 2.5])
+    np.testing.assert_allclose(d["path"], [[1.0, 1.0, 0.5]] * 2)
+    assert d["start_gap"] == pytest.approx(5.0) and d["end_gap"] == pytest.approx(5.0)
+    only_x = trajectory_distances(snaps, columns=slice(0, 1))
+    assert only_x["start_gap"] == pytest.approx(3.0) and only_x["travel"][0] == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="two runs"):
+        trajectory_distances(snaps[:1])
 
 
 def test_interpolate_models_endpoints_and_linearity():
@@ -292,6 +434,8 @@ def test_mnist_tensors_if_available():
     assert (shuffled.y_train != data.y_train).float().mean() > 0.7
     with pytest.raises(ValueError, match="num_train"):
         mnist_tensors(0)
+    images = mnist_tensors(300, 100, seed=0, images=True)
+    assert images.X_train.shape == (300, 1, 28, 28) and torch.equal(images.X_train.reshape(300, -1), data.X_train)
 
 
 def test_interrupted_training_leaves_nothing_behind(monkeypatch):
@@ -345,11 +489,12 @@ def test_entry_points_take_a_device_and_leave_global_rng_alone():
     interp = interpolate_models(bs["models"][0], bs["models"][1], data, alphas=[0.0, 1.0], device=CPU, progress=False)
     sharp = hessian_top_eigenvalue(model, data.X_train, data.y_train, num_iters=3, device=CPU)
     jac = jacobian_norm(model, data.X_train, device=CPU)
+    full = full_gradient_norm(model, data.X_train, data.y_train, device=CPU)
     grad = input_gradient_norm(model, data.X_train, data.y_train, device=CPU)
     shuffled = shuffle_labels(data.y_train, seed=1)
     _assert_same_rng(before)
     assert len(hist["epoch"]) == 2 and isinstance(fit["prediction"], np.ndarray)
     assert len(depths["1 x 4"]) == 1 and sweep["time"].shape == (2,) and rand["num_params"] > 0
     assert traj["snapshots"].shape[:2] == (2, 3) and interp["train_loss"].shape == (2,)
-    assert all(np.isfinite(v) for v in (sharp, jac, grad)) and len(shuffled) == 40
+    assert all(np.isfinite(v) for v in (sharp, jac, grad, full)) and len(shuffled) == 40
     assert all(p.device.type == "cpu" for p in fit["model"].parameters())

@@ -128,7 +128,7 @@ def test_col2im_is_the_adjoint_of_im2col(x_shape, fh, fw, pad, stride):
     c = rng.standard_normal(cols.shape)
     assert abs(np.sum(cols * c) - np.sum(x * col2im(c, x_shape, fh, fw, pad, stride))) < 1e-10 * np.abs(cols * c).sum()
     # a column is a window: the first column is the top-left window of image 0, channel-major
-    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    x_pad = np.pad(x, [(0, 0)] * 2 + [(pad, pad)] * 2)  # zeros around H and W
     assert np.array_equal(cols[:, 0], x_pad[0, :, :fh, :fw].ravel())
 
 

@@ -35,6 +35,17 @@ from common.training.checkpoint import cache_entry
 CPU = torch.device("cpu")
 
 
+def _output_of(module: nn.Module, run):
+    """What ``module`` returned during ``run()`` (a forward hook), and what ``run()`` returned."""
+    seen = []
+    handle = module.register_forward_hook(lambda m, inputs, output: seen.append(output))
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return seen[-1], result
+
+
 def test_mlp_layout_matches_cs324():
     G, D = build_gan(GANConfig(), seed=0)
     g_linears = [m for m in G.modules() if isinstance(m, nn.Linear)]
@@ -45,11 +56,46 @@ def test_mlp_layout_matches_cs324():
         (512, 1024),
         (1024, 784),
     ]
-    assert sum(isinstance(m, nn.BatchNorm1d) for m in G.modules()) == 3
+    # BatchNorm on every hidden layer but the first
+    assert [m.num_features for m in G.modules() if isinstance(m, nn.BatchNorm1d)] == [256, 512, 1024]
     assert all(m.negative_slope == 0.2 for m in G.modules() if isinstance(m, nn.LeakyReLU))
-    assert isinstance(list(G.modules())[-1], nn.Tanh)
+    # the images are tanh of the last linear layer, reshaped
+    z = sample_noise(3, 100, torch.Generator().manual_seed(0))
+    last, images = _output_of(g_linears[-1], lambda: G.eval()(z))
+    torch.testing.assert_close(images, torch.tanh(last).view(3, 1, 28, 28))
     d_linears = [m for m in D.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in d_linears] == [(784, 512), (512, 256), (256, 1)]
+    # the logits are the last linear layer's output itself (no sigmoid), one per image
+    last, logits = _output_of(d_linears[-1], lambda: D(images))
+    torch.testing.assert_close(logits, last.squeeze(1))
+
+
+def test_dcgan_layout_matches_its_docstring():
+    C = 8
+    G, D = build_gan(DCGANConfig(channels=C), seed=0)
+    (project,) = [m for m in G.modules() if isinstance(m, nn.Linear)]
+    assert (project.in_features, project.out_features) == (100, 2 * C * 7 * 7)
+    ups = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in ups] == [
+        (2 * C, C, (4, 4), (2, 2)),
+        (C, 1, (4, 4), (2, 2)),
+    ]
+    assert [m.num_features for m in G.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))] == [2 * C * 49, C]
+    z = sample_noise(3, 100, torch.Generator().manual_seed(0))
+    last, images = _output_of(ups[-1], lambda: G.eval()(z))
+    assert last.shape == (3, 1, 28, 28)  # 7 -> 14 -> 28
+    torch.testing.assert_close(images, torch.tanh(last))
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in convs] == [
+        (1, C, (4, 4), (2, 2)),
+        (C, 2 * C, (4, 4), (2, 2)),
+    ]
+    assert [m.num_features for m in D.modules() if isinstance(m, nn.BatchNorm2d)] == [2 * C]
+    assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
+    features, _ = _output_of(convs[-1], lambda: D(images))
+    assert features.shape == (3, 2 * C, 7, 7)  # 28 -> 14 -> 7
+    (head,) = [m for m in D.modules() if isinstance(m, nn.Linear)]
+    assert (head.in_features, head.out_features) == (2 * C * 49, 1)
 
 
 @pytest.mark.parametrize("config", [GANConfig(), DCGANConfig(channels=8)])
@@ -82,6 +128,32 @@ def test_sample_noise_uses_its_generator():
         sample_noise(0, 10)
 
 
+# Logits with N != M (6 real, 5 fake), and the losses on them computed once with
+# torch.nn.functional.binary_cross_entropy_with_logits (BCE) and, for least squares, from the formula.
+REF_REAL = [0.5, -1.2, 2.0, 0.1, -0.3, 3.5]
+REF_FAKE = [-2.0, 0.7, -0.4, 1.5, -3.0]
+REF_LOSSES = {
+    "discriminator_loss": 1.2974242859396137,
+    "generator_loss": 1.3386259883769753,
+    "ls_discriminator_loss": 2.8266666666666667,
+    "ls_generator_loss": 2.7299999999999995,
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_losses_against_reference_values(dtype):
+    real, fake = torch.tensor(REF_REAL, dtype=dtype), torch.tensor(REF_FAKE, dtype=dtype)
+    got = {
+        "discriminator_loss": discriminator_loss(real, fake),
+        "generator_loss": generator_loss(fake),
+        "ls_discriminator_loss": ls_discriminator_loss(real, fake),
+        "ls_generator_loss": ls_generator_loss(fake),
+    }
+    for name, value in got.items():
+        assert value.shape == () and value.dtype == dtype, name
+        assert value.item() == pytest.approx(REF_LOSSES[name], rel=1e-6), name
+
+
 def test_losses_against_closed_forms():
     # D(x) = sigmoid(logit): BCE loss = -log D(real) - log(1 - D(fake)), averaged per term
     real, fake = torch.tensor([0.0, 2.0]), torch.tensor([-1.0, 3.0])
@@ -92,9 +164,12 @@ def test_losses_against_closed_forms():
     # at D = 1/2 everywhere (logits 0) the BCE loss is 2 log 2, the value at the game's equilibrium
     zeros = torch.zeros(4)
     assert math.isclose(discriminator_loss(zeros, zeros).item(), 2 * math.log(2), rel_tol=1e-6)
-    # extreme logits stay finite (computed from logits, not from probabilities)
-    big = torch.tensor([100.0, -100.0])
-    assert torch.isfinite(discriminator_loss(big, -big)) and torch.isfinite(generator_loss(-big))
+    # extreme logits stay finite (computed from logits, not from probabilities), with finite gradients
+    big = torch.tensor([100.0, -100.0], requires_grad=True)
+    loss = discriminator_loss(big, -big) + generator_loss(-big)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(big.grad).all()
+    assert generator_loss(torch.tensor([-100.0])).item() == pytest.approx(100.0, rel=1e-6)
     # least squares
     assert math.isclose(
         ls_discriminator_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])).item(),
@@ -325,8 +400,14 @@ def test_recalibrate_batchnorm_estimates_statistics_from_noise():
     assert torch.equal(torch.random.get_rng_state(), state)  # its own noise generator
     # the running statistics are now those of the layer's input over the same 800 codes
     z = torch.cat([sample_noise(200, 100, g) for g in [torch.Generator().manual_seed(3)] for _ in range(4)])
+    inputs = []  # the input of the first BatchNorm, captured in a train-mode pass that does not update it
+    handle = bn.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach().clone()))
+    momentum, bn.momentum = bn.momentum, 0.0
     with torch.no_grad():
-        h = G.net[:3](z)  # Linear -> LeakyReLU -> Linear: the input of the first BatchNorm
+        G.train()(z)
+    bn.momentum = momentum
+    handle.remove()
+    h = inputs[0]  # (800, 16)
     torch.testing.assert_close(bn.running_mean, h.mean(0), rtol=1e-4, atol=1e-5)
     batch_vars = torch.stack([chunk.var(0) for chunk in h.split(200)])  # unbiased, per batch, then averaged
     torch.testing.assert_close(bn.running_var, batch_vars.mean(0), rtol=1e-4, atol=1e-5)

@@ -111,6 +111,62 @@ def test_leaky_relu_alpha_and_sigmoid_no_overflow():
     assert np.allclose(s, [0.0, 0.5, 1.0])
 
 
+# PReLU: (x shape, alpha) with one slope per feature (D,) or one shared scalar slope
+PRELU_CASES = [((6, 4), "per_feature"), ((1, 3), "per_feature"), ((5, 3), "scalar"), ((2, 3, 4), "scalar")]
+
+
+def _prelu_args(shape, kind, seed=13):
+    rng = _rng(seed)
+    x = rng.standard_normal(shape)
+    x[np.abs(x) < 1e-3] = 0.5  # off the kink
+    alpha = rng.uniform(0.05, 0.5, size=shape[1]) if kind == "per_feature" else 0.3
+    return x, alpha, rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("shape,kind", PRELU_CASES)
+def test_prelu_numeric_gradients(shape, kind):
+    x, alpha, dout = _prelu_args(shape, kind)
+    out, cache = layers.prelu_forward(x, alpha)
+    dx, dalpha = layers.prelu_backward(dout, cache)
+    assert out.shape == x.shape and dx.shape == x.shape and np.shape(dalpha) == np.shape(alpha)
+    assert rel_error(out, np.where(x > 0, x, alpha * x)) < 1e-15
+    assert rel_error(dx, eval_numerical_gradient_array(lambda x: layers.prelu_forward(x, alpha)[0], x, dout)) < NUM_TOL
+    if kind == "per_feature":
+        dalpha_num = eval_numerical_gradient_array(lambda a: layers.prelu_forward(x, a)[0], alpha.copy(), dout)
+    else:  # a scalar slope: one centred difference
+        h = 1e-5
+        f = layers.prelu_forward
+        dalpha_num = np.sum((f(x, alpha + h)[0] - f(x, alpha - h)[0]) * dout) / (2 * h)
+    assert rel_error(np.asarray(dalpha), dalpha_num) < NUM_TOL
+
+
+@pytest.mark.parametrize("shape,kind", PRELU_CASES)
+def test_prelu_matches_torch(shape, kind):
+    x, alpha, dout = _prelu_args(shape, kind)
+    out, cache = layers.prelu_forward(x, alpha)
+    dx, dalpha = layers.prelu_backward(dout, cache)
+    weight = np.atleast_1d(alpha)  # torch takes a (1,) weight for a shared slope, (D,) for dim 1 of x
+    t_out, (tdx, tdalpha) = _torch_grads(F.prelu, [x, weight], dout)
+    assert rel_error(out, t_out) < TORCH_TOL
+    assert rel_error(dx, tdx) < TORCH_TOL
+    assert rel_error(np.atleast_1d(dalpha), tdalpha) < TORCH_TOL
+
+
+def test_prelu_special_slopes_and_bad_alpha():
+    x = _rng(14).standard_normal((8, 5))
+    assert np.array_equal(layers.prelu_forward(x, 0.0)[0], layers.relu_forward(x)[0])
+    assert np.allclose(layers.prelu_forward(x, np.full(5, 0.01))[0], layers.leaky_relu_forward(x)[0])
+    assert np.array_equal(layers.prelu_forward(x, 1.0)[0], x)  # slope 1: the identity
+    with pytest.raises(ValueError, match="alpha"):
+        layers.prelu_forward(x, np.ones(4))  # one slope per feature: D = 5
+    with pytest.raises(ValueError, match="alpha"):
+        layers.prelu_forward(x.reshape(8, 5, 1), np.ones(5))
+    with pytest.raises(ValueError, match="alpha"):
+        layers.prelu_forward(x, np.ones((1, 5)))
+    with pytest.raises(ValueError, match="no samples"):
+        layers.prelu_forward(np.zeros((0, 5)), np.ones(5))
+
+
 # ---------------------------------------------------------------------------- losses
 @pytest.mark.parametrize("N,C", [(1, 2), (5, 3), (50, 10)])
 def test_softmax_loss(N, C):

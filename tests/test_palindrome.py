@@ -174,9 +174,10 @@ def test_gradient_clipping_records_unclipped_norm():
         train_palindrome(model, PalindromeDataset(5), optimizer="lbfgs", progress=False)
 
 
-def test_accuracy_vs_length_shapes():
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_accuracy_vs_length_shapes(kind):
     res = accuracy_vs_length(
-        "lstm",
+        kind,
         [3, 4],
         [0, 1],
         config=RNNConfig(hidden_dim=4),
@@ -189,9 +190,9 @@ def test_accuracy_vs_length_shapes():
     )
     assert res["acc"].shape == (2, 2) and res["steps"].shape == (2, 2) and res["seconds"].shape == (2, 2)
     assert np.all((res["acc"] >= 0) & (res["acc"] <= 1)) and np.all(res["steps"] == 2)
-    assert list(res["lengths"]) == [3, 4] and res["kind"] == "lstm"
+    assert list(res["lengths"]) == [3, 4] and res["kind"] == kind
     with pytest.raises(ValueError, match="kind"):
-        accuracy_vs_length("gru", [3], [0], cache=False)
+        accuracy_vs_length("transformer", [3], [0], cache=False)
 
 
 def test_input_gradient_norms():

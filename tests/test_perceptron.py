@@ -17,6 +17,31 @@ def test_single_update_follows_the_rule():
     assert p.forward(X)[0] == -1
 
 
+def test_update_corrects_only_mistakes():
+    p = Perceptron(3, learning_rate=0.25)
+    x = np.array([1.0, -2.0, 0.5])
+    assert p.update(x, 1)  # score 0 counts as a mistake
+    np.testing.assert_allclose(p.w, 0.25 * x)
+    assert p.b == pytest.approx(0.25)
+    w, b = p.w.copy(), p.b
+    assert not p.update(x, 1)  # now on its side: nothing changes
+    np.testing.assert_array_equal(p.w, w)
+    assert p.b == b
+    assert p.update(2 * x, -1)  # a mistake of the other class moves w towards -x
+    np.testing.assert_allclose(p.w, 0.25 * x - 0.5 * x)
+    assert p.b == pytest.approx(0.0)
+
+
+def test_scores_and_labels():
+    p = Perceptron(2)
+    p.w, p.b = np.array([2.0, -1.0]), 0.5
+    X = np.array([[1.0, 1.0], [0.0, 3.0], [0.0, 0.5]])
+    np.testing.assert_allclose(p.decision_function(X), [1.5, -2.5, 0.0])
+    np.testing.assert_allclose(p.decision_function(X[0]), [1.5])  # one sample (D,)
+    np.testing.assert_array_equal(p.forward(X), [1, -1, -1])  # a score of exactly 0 counts as -1
+    assert p.score(X, np.array([1, -1, 1])) == pytest.approx(2 / 3)
+
+
 def test_separable_clouds_converge_to_perfect_accuracy():
     X, y = make_gaussian_clouds(200, std=0.7, seed=0)
     X_test, y_test = make_gaussian_clouds(200, std=0.7, seed=1)

@@ -22,6 +22,8 @@ def test_forward_shape_and_layers():
     assert model(torch.zeros(6, 5)).shape == (6, 4)
     assert [tuple(m.weight.shape) for m in model.linear_layers] == [(7, 5), (3, 7), (4, 3)]
     assert sum(isinstance(m, torch.nn.Tanh) for m in model.net) == 2
+    images = torch.randn(6, 1, 5, 1)  # (N, ...) inputs are flattened to (N, D)
+    torch.testing.assert_close(model(images), model(images.reshape(6, 5)))
 
 
 @pytest.mark.parametrize("init, std", [("naive", 0.01), ("xavier", np.sqrt(2 / 700)), ("he", np.sqrt(2 / 400))])

@@ -1,10 +1,10 @@
-"""VanillaRNN and LSTM from their equations, checked against torch.nn.RNN / torch.nn.LSTM and gradcheck."""
+"""VanillaRNN, LSTM and GRU from their equations, checked against torch.nn.RNN / LSTM / GRU and gradcheck."""
 
 import pytest
 import torch
 from torch import nn
 
-from common.torch_models.rnn import LSTM, RNNConfig, VanillaRNN, build_model
+from common.torch_models.rnn import GRU, KINDS, LSTM, RNNConfig, VanillaRNN, build_model
 
 RTOL, ATOL = 1e-10, 1e-12  # float64 throughout: the two implementations differ only by rounding
 
@@ -23,8 +23,8 @@ def _randomise(model, seed=2):
     """Non-trivial biases too, so a wrong gate or bias mapping cannot pass."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        for param in model.parameters():
+            param.copy_(0.5 * torch.randn(param.shape, generator=gen, dtype=param.dtype))
 
 
 def test_rnn_matches_torch_rnn():
@@ -71,6 +71,40 @@ def test_lstm_matches_torch_lstm_with_gate_order_mapped():
     torch.testing.assert_close(logits, h_n[0] @ model.W_ph + model.b_p, rtol=RTOL, atol=ATOL)
 
 
+def test_gru_matches_torch_gru():
+    """Same block order (r, z, n) and the same two biases as nn.GRU: a transpose is the whole mapping."""
+    model = _model(GRU)
+    _randomise(model)
+    ref = nn.GRU(3, 5, batch_first=True).double()
+    with torch.no_grad():  # torch: W_ih (3H, D), W_hh (3H, H), blocks r, z, n
+        ref.weight_ih_l0.copy_(model.W_x.T)
+        ref.weight_hh_l0.copy_(model.W_h.T)
+        ref.bias_ih_l0.copy_(model.b_x)
+        ref.bias_hh_l0.copy_(model.b_h)
+    x = _x()
+    h0 = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    logits, states = model(x, h0=h0, return_states=True)
+    out, h_n = ref(x, h0[None])
+    torch.testing.assert_close(states["h"], out, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(logits, h_n[0] @ model.W_ph + model.b_p, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(model(x, h0=h0), logits, rtol=0, atol=0)
+    # gradients agree too (the same function, so autograd must give the same numbers)
+    target = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    (g_ours,) = torch.autograd.grad((states["h"] * target).sum(), model.W_h)
+    (g_ref,) = torch.autograd.grad((out * target).sum(), ref.weight_hh_l0)
+    torch.testing.assert_close(g_ours, g_ref.T, rtol=1e-9, atol=1e-12)
+
+
+def test_gru_gate_states_obey_the_cell_equations():
+    model = _model(GRU)
+    _, s = model(_x(), return_states=True)
+    for k in "rz":
+        assert ((s[k] > 0) & (s[k] < 1)).all(), k
+    assert (s["n"].abs() < 1).all()
+    h_prev = torch.cat([torch.zeros_like(s["h"][:, :1]), s["h"][:, :-1]], dim=1)
+    torch.testing.assert_close(s["h"], (1 - s["z"]) * s["n"] + s["z"] * h_prev, rtol=RTOL, atol=ATOL)
+
+
 def test_lstm_gate_states_obey_the_cell_equations():
     model = _model(LSTM)
     _, s = model(_x(), return_states=True)
@@ -82,7 +116,7 @@ def test_lstm_gate_states_obey_the_cell_equations():
     torch.testing.assert_close(s["h"], s["o"] * torch.tanh(s["c"]), rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("cls", [VanillaRNN, LSTM])
+@pytest.mark.parametrize("cls", [VanillaRNN, LSTM, GRU])
 def test_gradients_reach_every_parameter(cls):
     model = _model(cls, seed=5)
     x = _x(N=4, T=8)
@@ -94,7 +128,7 @@ def test_gradients_reach_every_parameter(cls):
         assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
 
-@pytest.mark.parametrize("cls", [VanillaRNN, LSTM])
+@pytest.mark.parametrize("cls", [VanillaRNN, LSTM, GRU])
 def test_gradcheck_against_finite_differences(cls):
     model = _model(cls, D=2, H=3, C=2, seed=6)
     x = _x(N=2, T=4, D=2).requires_grad_(True)
@@ -116,17 +150,30 @@ def test_initialisation_orthogonal_and_forget_bias():
         block = lstm.W_h[:, k * H : (k + 1) * H]
         torch.testing.assert_close(block.T @ block, torch.eye(H), rtol=0, atol=1e-5)
     assert torch.all(lstm.b[H : 2 * H] == 1.0) and torch.all(lstm.b[:H] == 0) and torch.all(lstm.b[2 * H :] == 0)
+    gru = GRU(RNNConfig(hidden_dim=H, forget_bias=1.0), generator=torch.Generator().manual_seed(0))
+    for k in range(3):
+        block = gru.W_h[:, k * H : (k + 1) * H]
+        torch.testing.assert_close(block.T @ block, torch.eye(H), rtol=0, atol=1e-5)
+    assert torch.all(gru.b_x[H : 2 * H] == 1.0) and torch.all(gru.b_x[:H] == 0) and torch.all(gru.b_x[2 * H :] == 0)
+    assert torch.all(gru.b_h == 0)
 
 
-def test_init_is_reproducible_per_generator():
-    a = build_model("lstm", RNNConfig(), torch.Generator().manual_seed(7))
-    b = build_model("lstm", RNNConfig(), torch.Generator().manual_seed(7))
-    c = build_model("lstm", RNNConfig(), torch.Generator().manual_seed(8))
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_init_is_reproducible_per_generator(kind):
+    a = build_model(kind, RNNConfig(), torch.Generator().manual_seed(7))
+    b = build_model(kind, RNNConfig(), torch.Generator().manual_seed(7))
+    c = build_model(kind, RNNConfig(), torch.Generator().manual_seed(8))
     assert torch.equal(a.W_h, b.W_h) and not torch.equal(a.W_h, c.W_h)
 
 
+def test_build_model_kinds():
+    assert KINDS == ("rnn", "lstm", "gru")
+    for kind, cls in zip(KINDS, (VanillaRNN, LSTM, GRU)):
+        assert type(build_model(kind, RNNConfig(hidden_dim=4))) is cls
+
+
 def test_no_builtin_recurrent_modules():
-    for kind in ("rnn", "lstm"):
+    for kind in KINDS:
         model = build_model(kind, RNNConfig())
         assert not any(isinstance(m, (nn.RNNBase, nn.RNNCellBase)) for m in model.modules())
 
@@ -136,12 +183,14 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="x must have shape"):
         model(torch.zeros(2, 5))
     with pytest.raises(ValueError, match="kind"):
-        build_model("gru", RNNConfig())
+        build_model("transformer", RNNConfig())
+    with pytest.raises(ValueError, match="x must have shape"):
+        GRU(RNNConfig(input_dim=10))(torch.zeros(2, 5, 1))
     with pytest.raises(ValueError, match="hidden_dim"):
         RNNConfig(hidden_dim=0)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_init_without_generator_leaves_global_rng_alone(kind):
     before = torch.get_rng_state().clone()
     a, b = build_model(kind, RNNConfig(hidden_dim=6)), build_model(kind, RNNConfig(hidden_dim=6))

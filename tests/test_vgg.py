@@ -62,6 +62,21 @@ def test_batchnorm_switch():
     assert all(m.bias is not None for m in without.modules() if isinstance(m, nn.Conv2d))
 
 
+def test_each_conv_block_is_batchnorm_then_relu():
+    """In training mode a block's output is a ReLU of per-channel standardised maps: non-negative, half zeros."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VGG(VGGConfig(in_channels=3, image_size=32, width=0.25)).train()
+    x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for name, block in model.features.named_children():
+            x = block(x)
+            if name.startswith("conv"):
+                assert x.min() >= 0, name
+                assert 0.35 < (x == 0).float().mean() < 0.65, name
+    assert x.shape == (64, 128, 1, 1)
+
+
 def test_bad_config_and_input_are_clear_errors():
     with pytest.raises(ValueError, match="width"):
         VGGConfig(width=0)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from common.experiments.network_visualization import (
     blur_image,
@@ -10,11 +11,12 @@ from common.experiments.network_visualization import (
     compute_saliency_maps,
     create_class_visualization,
     deepdream,
+    deepdream_step,
     jitter,
     make_fooling_image,
     random_shift_scale,
 )
-from common.torch_models.pretrained import load_pretrained, preprocess
+from common.torch_models.pretrained import block_features, load_pretrained, preprocess
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +31,45 @@ def cat():
     return preprocess(skimage.data.chelsea(), size=128)  # (1, 3, 128, 128)
 
 
-def test_saliency_shape_sign_and_value(model, cat):
+def _tiny_net(seed=0):
+    """A small float64 CNN (3 x 6 x 6 images -> 5 scores) with weights from its own generator."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).double()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    return net
+
+
+def _numeric_input_gradient(f, X, h=1e-6):
+    """Central differences of the scalar ``f(X)`` with respect to every entry of ``X`` (float64)."""
+    grad = torch.zeros_like(X)
+    for idx in np.ndindex(*X.shape):
+        Xp, Xm = X.clone(), X.clone()
+        Xp[idx] += h
+        Xm[idx] -= h
+        grad[idx] = (f(Xp) - f(Xm)) / (2 * h)
+    return grad
+
+
+def test_saliency_matches_central_differences():
+    net = _tiny_net()
+    X = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.tensor([1, 3])
+    S = compute_saliency_maps(X, y, net)
+    assert S.shape == (2, 6, 6)
+    for n in range(2):  # the saliency definition, from the score of image n alone
+        with torch.no_grad():
+            g = _numeric_input_gradient(lambda x: float(net(x[None])[0, y[n]]), X[n])  # (3, 6, 6)
+        torch.testing.assert_close(S[n], g.abs().amax(dim=0), rtol=1e-6, atol=1e-9)
+
+
+def test_saliency_on_the_pretrained_network(model, cat):
     X = torch.cat([cat, cat.flip(-1)])
     y = torch.tensor([285, 285])
     S = compute_saliency_maps(X, y, model)
     assert S.shape == (2, 128, 128)
     assert (S >= 0).all() and S.max() > 0
-    # value: the max over channels of |d score / d pixel|, against autograd on one image
-    x0 = cat.clone().requires_grad_(True)
-    model(x0)[0, 285].backward()
-    torch.testing.assert_close(S[0], x0.grad.abs().amax(dim=1)[0])
     # each map belongs to its own image: the batched map of image 1 equals its map computed alone
     torch.testing.assert_close(S[1:], compute_saliency_maps(X[1:], y[1:], model))
 
@@ -52,6 +83,31 @@ def test_fooling_succeeds_on_a_photo(model, cat):
     assert float((X_fool - cat).abs().max()) * 0.229 < 0.1
 
 
+def test_fooling_steps_ascend_with_normalised_length(model, cat):
+    # two steps, too few to fool: each step raises the target score and moves the image by learning_rate (L2)
+    X_fool, hist = make_fooling_image(cat, 6, model, learning_rate=0.5, max_iters=2)
+    assert not hist["success"] and hist["iterations"] == 2
+    assert hist["target_score"][0] < hist["target_score"][1] < hist["target_score"][2]
+    moved = float((X_fool - cat).norm())
+    assert 0.5 * 2 * 0.5 < moved <= 2 * 0.5 * (1 + 1e-4)  # two steps of length 0.5, roughly aligned
+
+
+def test_class_visualization_step_is_the_normalised_gradient_of_the_regularised_score():
+    # a linear "network" s = x.flatten() @ W: the gradient of s_y - l2 ||I||^2 is W[:, y] - 2 l2 I in closed form
+    gen = torch.Generator().manual_seed(0)
+    W = torch.randn(3 * 4 * 4, 5, generator=gen, dtype=torch.float64)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(48, 5, bias=False)).double()
+    with torch.no_grad():
+        linear[1].weight.copy_(W.T)
+    img = torch.randn(1, 3, 4, 4, generator=gen, dtype=torch.float64)
+    for transform, scale in ((None, 1.0), (lambda im: 2 * im, 2.0)):  # the score is of the transformed image
+        x = img.clone().requires_grad_(True)
+        score = class_visualization_update_step(x, linear, 2, l2_reg=0.3, learning_rate=0.7, transform=transform)
+        assert score == pytest.approx(scale * float(img.flatten() @ W[:, 2]), rel=1e-12)
+        g = scale * W[:, 2].view(1, 3, 4, 4) - 2 * 0.3 * img
+        torch.testing.assert_close(x.detach(), img + 0.7 * g / g.norm(), rtol=1e-10, atol=1e-12)
+
+
 def test_gradients_reach_the_input(model, cat):
     img = cat.clone().requires_grad_(True)
     before = img.detach().clone()
@@ -62,6 +118,22 @@ def test_gradients_reach_the_input(model, cat):
     # the step raised the score
     with torch.no_grad():
         assert float(model(img)[0, 1]) > score
+
+
+def test_deepdream_step_objective_and_step_size(model, cat):
+    small = cat[..., :64, :64]
+    with torch.no_grad():
+        (act,) = block_features(jitter(small, 3, -2), ["block2"], model)  # (1, 24, 16, 16)
+    img = small.clone().requires_grad_(True)
+    objective = deepdream_step(img, "block2", model, learning_rate=0.02, shift=(3, -2))
+    assert objective == pytest.approx(0.5 * float((act.double() ** 2).mean()), rel=1e-5)  # of the shifted image
+    step = img.detach() - small
+    assert float(step.abs().mean()) == pytest.approx(0.02, rel=1e-4)  # normalised by the mean |gradient|
+    again = deepdream_step(img, "block2", model, learning_rate=0.02, shift=(3, -2))
+    assert again > objective  # the step went uphill
+    img = small.clone().requires_grad_(True)
+    only = deepdream_step(img, "block2", model, learning_rate=0.02, shift=(3, -2), channels=[0, 5])
+    assert only == pytest.approx(0.5 * float((act[:, [0, 5]].double() ** 2).mean()), rel=1e-5)
 
 
 def test_jitter_and_blur():

@@ -61,13 +61,20 @@ class ThreeLayerConvNet:
         conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
         pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
+        # Forward: conv_relu_pool_forward (the fast sandwich layer) with W1, b1, then affine - relu with W2, b2,
+        # then affine with W3, b3 to the class scores (N, num_classes). Keep every layer's cache.
+        ### BEGIN SOLUTION
         h1, cache1 = conv_relu_pool_forward(X, p["W1"], p["b1"], conv_param, pool_param)  # (N, F, H/2, W/2)
         a2, cache2 = affine_forward(h1, p["W2"], p["b2"])  # (N, hidden_dim)
         h2, cache_relu2 = relu_forward(a2)
         scores, cache3 = affine_forward(h2, p["W3"], p["b3"])  # (N, num_classes)
+        ### END SOLUTION
         if y is None:
             return scores
 
+        # Softmax loss plus the L2 penalty of the docstring; then the backward passes in reverse order, one
+        # gradient per parameter (the penalty adds reg * W to the gradient of each weight).
+        ### BEGIN SOLUTION
         loss, dscores = softmax_loss(scores, y)
         loss += 0.5 * self.reg * sum(np.sum(p[k] ** 2) for k in ("W1", "W2", "W3"))
         grads = {}
@@ -77,6 +84,7 @@ class ThreeLayerConvNet:
         _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dh1, cache1)
         for k in ("W1", "W2", "W3"):
             grads[k] += self.reg * p[k]
+        ### END SOLUTION
         return loss, grads
 
 

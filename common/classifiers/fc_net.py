@@ -79,11 +79,19 @@ class TwoLayerNet:
         """
         _check_input(X, self.input_dim, y)
         W1, b1, W2, b2 = (self.params[k] for k in ("W1", "b1", "W2", "b2"))
+        # Forward pass with the layers of common.layers / common.layer_utils: affine - relu - affine gives
+        # the class scores (N, C). Keep the caches: the backward pass below needs them.
+        ### BEGIN SOLUTION
         hidden, cache1 = affine_relu_forward(X, W1, b1)  # (N, H)
         scores, cache2 = affine_forward(hidden, W2, b2)  # (N, C)
+        ### END SOLUTION
         if y is None:
             return scores
 
+        # The softmax loss plus 0.5 * reg * (sum of squared W1 and W2 entries); then the backward pass
+        # through the same layers in reverse, into grads[name] for every name in params, adding the
+        # penalty's gradient reg * W to each weight's.
+        ### BEGIN SOLUTION
         loss, dscores = softmax_loss(scores, y)
         loss += 0.5 * self.reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
         grads = {}
@@ -91,6 +99,7 @@ class TwoLayerNet:
         _, grads["W1"], grads["b1"] = affine_relu_backward(dhidden, cache1)
         grads["W1"] += self.reg * W1
         grads["W2"] += self.reg * W2
+        ### END SOLUTION
         return loss, grads
 
 
@@ -172,10 +181,16 @@ class FullyConnectedNet:
         if self.normalization == "batchnorm":
             for bn_param in self.bn_params:
                 bn_param["mode"] = mode
+        L = self.num_layers
 
+        # Forward pass: for each hidden layer i = 1 .. L-1, affine - [norm] - relu - [dropout] with W{i}, b{i}
+        # (gamma{i}, beta{i} and self.bn_params[i - 1] when normalised; self.dropout_param when
+        # self.use_dropout): affine_norm_relu_forward does one such layer. Then the last affine layer gives
+        # the scores (N, C). Keep every layer's cache for the backward pass.
+        ### BEGIN SOLUTION
         caches = []
         out = X
-        for i in range(1, self.num_layers):
+        for i in range(1, L):
             norm_param = self.bn_params[i - 1] if self.normalization else None
             out, cache = affine_norm_relu_forward(
                 out,
@@ -188,11 +203,15 @@ class FullyConnectedNet:
                 dropout_param=self.dropout_param if self.use_dropout else None,
             )  # (N, H_i)
             caches.append(cache)
-        L = self.num_layers
         scores, last_cache = affine_forward(out, self.params[f"W{L}"], self.params[f"b{L}"])  # (N, C)
+        ### END SOLUTION
         if mode == "test":
             return scores
 
+        # The softmax loss plus 0.5 * reg * sum_l |W_l|^2 (weights only); then the backward pass through the
+        # layers in reverse order, into grads[name] for every name in params (gamma/beta too when
+        # normalised), adding reg * W to each weight's gradient.
+        ### BEGIN SOLUTION
         loss, dscores = softmax_loss(scores, y)
         grads = {}
         dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
@@ -205,4 +224,5 @@ class FullyConnectedNet:
             W = self.params[f"W{i}"]
             loss += 0.5 * self.reg * np.sum(W * W)
             grads[f"W{i}"] = grads[f"W{i}"] + self.reg * W
+        ### END SOLUTION
         return loss, grads

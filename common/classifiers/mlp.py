@@ -100,14 +100,22 @@ class Linear(Module):
         """``x (N, D)`` -> ``(N, M)``."""
         if x.ndim != 2 or x.shape[1] != self.params["weight"].shape[0]:
             raise ValueError(f"Linear expects x of shape (N, {self.params['weight'].shape[0]}), got {x.shape}")
+        # out (N, M) from self.params; keep on self whatever backward will need.
+        ### BEGIN SOLUTION
         self.x = x
-        return x @ self.params["weight"] + self.params["bias"]
+        out = x @ self.params["weight"] + self.params["bias"]  # (N, D) @ (D, M) + (M,) -> (N, M)
+        ### END SOLUTION
+        return out
 
     def backward(self, dout):
         """``dout (N, M)`` -> ``dx (N, D)``; fills ``grads['weight'] (D, M)`` and ``grads['bias'] (M,)``."""
-        self.grads["weight"] = self.x.T @ dout
-        self.grads["bias"] = dout.sum(axis=0)
-        return dout @ self.params["weight"].T
+        # Store dL/dW and dL/db in self.grads['weight'], self.grads['bias'] (shapes of the params); dx (N, D).
+        ### BEGIN SOLUTION
+        self.grads["weight"] = self.x.T @ dout  # (D, N) @ (N, M) -> (D, M)
+        self.grads["bias"] = dout.sum(axis=0)  # (M,)
+        dx = dout @ self.params["weight"].T  # (N, M) @ (M, D) -> (N, D)
+        ### END SOLUTION
+        return dx
 
     def __repr__(self) -> str:
         D, M = self.params["weight"].shape
@@ -118,11 +126,19 @@ class ReLU(Module):
     """``out = max(0, x)``; ``dx = dout * [x > 0]``."""
 
     def forward(self, x):
+        # out in the shape of x; remember where the unit was active for backward.
+        ### BEGIN SOLUTION
         self.mask = x > 0
-        return x * self.mask
+        out = x * self.mask
+        ### END SOLUTION
+        return out
 
     def backward(self, dout):
-        return dout * self.mask
+        # dx in the shape of dout: the upstream gradient where the input was positive, 0 elsewhere.
+        ### BEGIN SOLUTION
+        dx = dout * self.mask
+        ### END SOLUTION
+        return dx
 
 
 class LeakyReLU(Module):
@@ -133,11 +149,19 @@ class LeakyReLU(Module):
         self.alpha = alpha
 
     def forward(self, x):
+        # out in the shape of x, with slope self.alpha for negative inputs; remember what backward needs.
+        ### BEGIN SOLUTION
         self.mask = x > 0
-        return np.where(self.mask, x, self.alpha * x)
+        out = np.where(self.mask, x, self.alpha * x)
+        ### END SOLUTION
+        return out
 
     def backward(self, dout):
-        return np.where(self.mask, dout, self.alpha * dout)
+        # dx in the shape of dout: the local slope (1 or self.alpha) times the upstream gradient.
+        ### BEGIN SOLUTION
+        dx = np.where(self.mask, dout, self.alpha * dout)
+        ### END SOLUTION
+        return dx
 
     def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"
@@ -147,24 +171,39 @@ class Sigmoid(Module):
     """``out = 1 / (1 + exp(-x))``; ``dx = dout * out * (1 - out)`` (at most ``dout / 4``)."""
 
     def forward(self, x):
-        # exp of a non-positive number only, so neither branch overflows
-        e = np.exp(-np.abs(x))
+        # out in the shape of x; exp must not overflow for large |x| (e.g. x = -1000 gives 0, not a warning).
+        ### BEGIN SOLUTION
+        e = np.exp(-np.abs(x))  # exp of a non-positive number only, so neither branch overflows
         self.out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        return self.out
+        out = self.out
+        ### END SOLUTION
+        return out
 
     def backward(self, dout):
-        return dout * self.out * (1.0 - self.out)
+        # dx in the shape of dout, from the sigmoid's output of the last forward call.
+        ### BEGIN SOLUTION
+        dx = dout * self.out * (1.0 - self.out)
+        ### END SOLUTION
+        return dx
 
 
 class Tanh(Module):
     """``out = tanh(x)``; ``dx = dout * (1 - out^2)``."""
 
     def forward(self, x):
+        # out in the shape of x (np.tanh); remember what backward needs.
+        ### BEGIN SOLUTION
         self.out = np.tanh(x)
-        return self.out
+        out = self.out
+        ### END SOLUTION
+        return out
 
     def backward(self, dout):
-        return dout * (1.0 - self.out**2)
+        # dx in the shape of dout, from tanh's output of the last forward call.
+        ### BEGIN SOLUTION
+        dx = dout * (1.0 - self.out**2)
+        ### END SOLUTION
+        return dx
 
 
 class SoftMax(Module):
@@ -174,14 +213,22 @@ class SoftMax(Module):
     """
 
     def forward(self, x):
+        # out (N, C), each row summing to 1; shift each row by its max first so that exp cannot overflow.
+        ### BEGIN SOLUTION
         shifted = x - x.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
         e = np.exp(shifted)
         self.out = e / e.sum(axis=1, keepdims=True)
-        return self.out
+        out = self.out
+        ### END SOLUTION
+        return out
 
     def backward(self, dout):
+        # dx (N, C): the Jacobian-vector product of the docstring, row by row, from the last forward's output.
+        ### BEGIN SOLUTION
         p = self.out
-        return p * (dout - np.sum(dout * p, axis=1, keepdims=True))
+        dx = p * (dout - np.sum(dout * p, axis=1, keepdims=True))
+        ### END SOLUTION
+        return dx
 
 
 def _one_hot(y: np.ndarray, C: int) -> np.ndarray:
@@ -214,14 +261,22 @@ class CrossEntropy:
     def forward(self, p: np.ndarray, y) -> float:
         if p.ndim != 2 or p.shape[0] == 0:
             raise ValueError(f"p must be probabilities of shape (N, C) with N >= 1, got shape {p.shape}")
-        t = _one_hot(y, p.shape[1])
+        t = _one_hot(y, p.shape[1])  # (N, C)
         if t.shape[0] != p.shape[0]:
             raise ValueError(f"p has {p.shape[0]} rows but y has {t.shape[0]}")
-        return float(-np.sum(t * np.log(np.maximum(p, self.eps))) / p.shape[0])
+        # loss: a Python float, the mean over the N rows of -sum_c t log p, with p clipped below at self.eps.
+        ### BEGIN SOLUTION
+        loss = float(-np.sum(t * np.log(np.maximum(p, self.eps))) / p.shape[0])
+        ### END SOLUTION
+        return loss
 
     def backward(self, p: np.ndarray, y) -> np.ndarray:
-        t = _one_hot(y, p.shape[1])
-        return -t / (np.maximum(p, self.eps) * p.shape[0])
+        t = _one_hot(y, p.shape[1])  # (N, C)
+        # dp = dL/dp (N, C) of the mean loss, with the same clipping of p as in forward.
+        ### BEGIN SOLUTION
+        dp = -t / (np.maximum(p, self.eps) * p.shape[0])
+        ### END SOLUTION
+        return dp
 
 
 #: Activation names accepted by ``MLP`` and the modules they build.

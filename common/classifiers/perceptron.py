@@ -71,19 +71,45 @@ class Perceptron:
         return X
 
     def decision_function(self, X) -> np.ndarray:
-        """Signed score ``X @ w + b``: ``X (N, D)`` -> ``(N,)``."""
-        return self._check_X(X) @ self.w + self.b
+        """Signed score ``w . x_n + b`` of every sample: ``X (N, D)`` (or one sample ``(D,)``) -> ``(N,)``."""
+        X = self._check_X(X)
+        # One score per sample from the weights self.w (D,) and the bias self.b: scores (N,).
+        ### BEGIN SOLUTION
+        scores = X @ self.w + self.b  # (N, D) @ (D,) -> (N,)
+        ### END SOLUTION
+        return scores
 
     def forward(self, X) -> np.ndarray:
         """Predicted labels in {+1, -1} for ``X (N, D)`` (or one sample ``(D,)``); a score of 0 counts as -1."""
-        return np.where(self.decision_function(X) > 0, 1, -1)
+        # Threshold the scores of decision_function: labels (N,) of ints +1 / -1, and a score of exactly 0 gives -1.
+        ### BEGIN SOLUTION
+        labels = np.where(self.decision_function(X) > 0, 1, -1)
+        ### END SOLUTION
+        return labels
+
+    def update(self, x: np.ndarray, y: int) -> bool:
+        """One step of the perceptron rule on one sample ``x (D,)`` with label ``y`` in {+1, -1}.
+
+        If the sample is a mistake, ``y (w . x + b) <= 0`` (a score of exactly 0 counts as a mistake),
+        move the line towards it: ``w <- w + learning_rate * y * x``, ``b <- b + learning_rate * y``.
+        Returns True when it corrected a mistake, False when the sample was already on its side (no change).
+        """
+        # mistake: a bool, whether this sample is on the wrong side (or on the line); only then change self.w
+        # (D,) and self.b as the rule above says.
+        ### BEGIN SOLUTION
+        mistake = y * (x @ self.w + self.b) <= 0
+        if mistake:
+            self.w = self.w + self.learning_rate * y * x
+            self.b = self.b + self.learning_rate * y
+        ### END SOLUTION
+        return bool(mistake)
 
     def score(self, X, y) -> float:
         """Accuracy of the predictions on ``X (N, D)`` against labels ``y (N,)`` in {+1, -1}."""
         return float(np.mean(self.forward(X) == np.asarray(y)))
 
     def train(self, X, y) -> dict:
-        """Run the perceptron rule on ``X (N, D)``, ``y (N,)`` in {+1, -1}.
+        """Run the perceptron rule (``update``) on ``X (N, D)``, ``y (N,)`` in {+1, -1}, one sample at a time.
 
         Stops early after the first epoch without a mistake. Returns a history dict with one
         entry per epoch: ``mistakes`` (updates made during the epoch), ``train_acc`` (accuracy of
@@ -104,9 +130,7 @@ class Perceptron:
         for _ in range(self.max_epochs):
             mistakes = 0
             for i in self.rng.permutation(len(X)):
-                if y[i] * (X[i] @ self.w + self.b) <= 0:
-                    self.w += self.learning_rate * y[i] * X[i]
-                    self.b += self.learning_rate * y[i]
+                if self.update(X[i], y[i]):
                     mistakes += 1
                     history["updates"].append((self.w.copy(), self.b))
                 if self.average:

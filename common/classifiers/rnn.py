@@ -71,7 +71,11 @@ class CaptioningRNN:
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         mask = captions_out != self._null
         p = self.params
-
+        grads = {}
+        # Forward: features -> h0 (affine), captions_in -> word vectors, the RNN or LSTM over them (per
+        # self.cell_type), scores at every step, masked temporal softmax loss against captions_out. Then back
+        # through the same layers in reverse order, filling grads with one entry per parameter.
+        ### BEGIN SOLUTION
         h0, cache_proj = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
         x, cache_embed = word_embedding_forward(captions_in, p["W_embed"])  # (N, T, W)
         forward, backward = (rnn_forward, rnn_backward) if self.cell_type == "rnn" else (lstm_forward, lstm_backward)
@@ -79,11 +83,11 @@ class CaptioningRNN:
         scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T, V)
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
 
-        grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab)
         dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = backward(dh, cache_rnn)
         grads["W_embed"] = word_embedding_backward(dx, cache_embed)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, cache_proj)
+        ### END SOLUTION
         return loss, grads
 
     def sample(self, features, max_length=30):
@@ -96,6 +100,10 @@ class CaptioningRNN:
         N = features.shape[0]
         p = self.params
         captions = np.full((N, max_length), self._null, dtype=np.int64)
+        # h0 from the features (and c0 = 0 for the LSTM); at each step embed the previous word (<START> first),
+        # take one rnn_step_forward or lstm_step_forward, score the vocabulary and keep the best word. Write
+        # a caption's words up to and including its <END>, leaving <NULL> after it.
+        ### BEGIN SOLUTION
         h = features @ p["W_proj"] + p["b_proj"]  # (N, H)
         c = np.zeros_like(h)
         words = np.full(N, self._start)
@@ -111,4 +119,5 @@ class CaptioningRNN:
             done |= words == self._end
             if done.all():
                 break
+        ### END SOLUTION
         return captions

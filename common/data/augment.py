@@ -1,13 +1,26 @@
-"""Batch-wise image augmentation on tensors: normalise, random crop, flip."""
+"""Batch-wise image augmentation on tensors: normalise, random crop, flip, rotation."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from common.config import make_generator
 
-__all__ = ["channel_stats", "to_tensor", "normalize", "denormalize", "random_crop", "random_flip", "Augment"]
+__all__ = [
+    "channel_stats",
+    "to_tensor",
+    "normalize",
+    "denormalize",
+    "random_crop",
+    "random_flip",
+    "rotate",
+    "random_rotation",
+    "Augment",
+]
 
 
 def channel_stats(X) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,26 +108,84 @@ def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | No
     return torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
 
 
+def rotate(x: torch.Tensor, degrees, fill: float = 0.0) -> torch.Tensor:
+    """Rotate each image of ``x (N, C, H, W)`` counter-clockwise (as displayed, row 0 at the top) by
+    ``degrees`` (a number, or one angle per image ``(N,)``) about its centre; bilinear interpolation, and
+    ``fill`` where the rotated image does not cover the frame. Returns ``(N, C, H, W)``.
+
+    One ``affine_grid`` + ``grid_sample`` for the whole batch. The rotation is in pixel units, so a
+    non-square image is rotated, not sheared; 90 degrees on a square image is ``torch.rot90(x, 1, (2, 3))``
+    up to interpolation.
+    """
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"x must be float images (N, C, H, W), got {x.dtype} of shape {tuple(x.shape)}")
+    N, C, H, W = x.shape
+    angles = torch.as_tensor(degrees, dtype=x.dtype, device=x.device) * (math.pi / 180.0)
+    if angles.ndim == 0:
+        angles = angles.expand(N)
+    if angles.shape != (N,):
+        raise ValueError(f"degrees must be a number or one angle per image ({N},), got shape {tuple(angles.shape)}")
+    cos, sin = angles.cos(), angles.sin()  # (N,) each
+    # theta maps output to input positions in [-1, 1] coordinates (x right, y down); rotating in pixel units
+    # means scaling the off-diagonal terms by the aspect ratio.
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin * (H / W), torch.zeros_like(cos)], dim=1),
+            torch.stack([sin * (W / H), cos, torch.zeros_like(cos)], dim=1),
+        ],
+        dim=1,
+    )  # (N, 2, 3)
+    grid = F.affine_grid(theta, [N, C, H, W], align_corners=False)  # (N, H, W, 2)
+    if fill == 0.0:
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # Rotate a channel of ones along with the image: its value says how much of each pixel was covered.
+    ones = torch.ones_like(x[:, :1])
+    out = F.grid_sample(torch.cat([x, ones], 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    covered = out[:, C:]  # (N, 1, H, W)
+    return out[:, :C] + (1.0 - covered) * fill
+
+
+def random_rotation(
+    x: torch.Tensor, max_degrees: float, generator: torch.Generator | None = None, fill: float = 0.0
+) -> torch.Tensor:
+    """Rotate each image of ``x (N, C, H, W)`` by an angle drawn uniformly from ``[-max_degrees, max_degrees]``
+    (one per image, from ``generator``; None: a fresh one seeded by the operating system, never the global
+    generator). ``max_degrees=0`` returns ``x`` itself. See ``rotate``.
+    """
+    if not 0.0 <= max_degrees <= 180.0:
+        raise ValueError(f"max_degrees must lie in [0, 180], got {max_degrees}")
+    if max_degrees == 0:
+        return x
+    generator = generator if generator is not None else make_generator(None)
+    angles = (2.0 * torch.rand(x.shape[0], generator=generator, dtype=torch.float64) - 1.0) * max_degrees  # (N,)
+    return rotate(x, angles.to(x.device), fill)
+
+
 class Augment:
-    """Callable batch transform: random crop with ``padding`` then horizontal flip with probability ``flip``.
+    """Callable batch transform: random rotation by up to ``rotation`` degrees (0: none), then a random crop
+    with ``padding``, then a horizontal flip with probability ``flip``.
 
     Apply it to normalised batches (zero padding is then the channel mean). Randomness comes from
     the generator passed at call time (``TensorBatches`` passes its own), else from ``self.generator``,
     seeded with ``seed`` (None: by the operating system).
     """
 
-    def __init__(self, padding: int = 4, flip: float = 0.5, seed: int | None = None):
+    def __init__(self, padding: int = 4, flip: float = 0.5, seed: int | None = None, rotation: float = 0.0):
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}")
         if not 0.0 <= flip <= 1.0:
             raise ValueError(f"flip must be a probability in [0, 1], got {flip}")
-        self.padding, self.flip = padding, flip
+        if not 0.0 <= rotation <= 180.0:
+            raise ValueError(f"rotation must be a maximum angle in degrees in [0, 180], got {rotation}")
+        self.padding, self.flip, self.rotation = padding, flip, rotation
         self.generator = make_generator(seed)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         g = generator if generator is not None else self.generator
+        if self.rotation > 0:
+            x = random_rotation(x, self.rotation, g)
         x = random_crop(x, self.padding, g)
         return random_flip(x, self.flip, g) if self.flip > 0 else x
 
     def __repr__(self) -> str:
-        return f"Augment(padding={self.padding}, flip={self.flip})"
+        return f"Augment(padding={self.padding}, flip={self.flip}, rotation={self.rotation})"

@@ -1,5 +1,6 @@
 """The CNN_CIFAR10 notebook's experiment: training recipes for the reduced VGG (Adam baseline, SGD + Nesterov +
-one-cycle), a cached and resumable training run, and the metrics it reports."""
+one-cycle), a cached and resumable training run, one-row runs for its grids and ablations, and the metrics and
+checks it reports."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from common.torch_models import vgg as vgg_module
 from common.torch_models.vgg import VGG, VGGConfig
 from common.training.checkpoint import CacheEntry, cache_entry, cache_key, code_version, model_state
 from common.training.optimizers import OPTIMIZERS, make_optimizer
+from common.training.params import count_parameters
 
 __all__ = [
     "Recipe",
@@ -26,6 +28,8 @@ __all__ = [
     "one_cycle_scheduler",
     "vgg_cache_entry",
     "train_vgg",
+    "train_and_score",
+    "match_crop_flip",
     "confusion_matrix",
     "per_class_accuracy",
     "time_train_steps",
@@ -53,8 +57,9 @@ class Recipe:
 
     ``optimizer``: a name ``common.training.optimizers.make_optimizer`` knows ('adam', 'sgd', ...);
     ``one_cycle``: a one-cycle schedule peaking at ``lr`` (stepped per batch), else a constant ``lr``.
-    ``padding``/``flip``: random crop padding and flip probability (``padding=None`` means 2 for images
-    smaller than 32 pixels, else 4). ``seed`` fixes the initial weights, batch order and augmentation.
+    ``padding``/``flip``/``rotation``: random crop padding, flip probability and largest rotation in degrees
+    (``padding=None`` means 2 for images smaller than 32 pixels, else 4; ``rotation=0`` no rotation).
+    ``seed`` fixes the initial weights, batch order and augmentation.
     """
 
     name: str = "adam"
@@ -69,6 +74,7 @@ class Recipe:
     label_smoothing: float = 0.0
     padding: int | None = None
     flip: float = 0.5
+    rotation: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -185,9 +191,8 @@ def _train(
     ``entry.partial`` (and resuming from it when ``resume``); returns the finished run's payload."""
     model.to(device, memory_format=fmt)
     size = model.config.image_size
-    augment = Augment(
-        recipe.padding if recipe.padding is not None else (2 if size < 32 else 4), recipe.flip, seed=recipe.seed + 1
-    )
+    padding = recipe.padding if recipe.padding is not None else (2 if size < 32 else 4)
+    augment = Augment(padding, recipe.flip, seed=recipe.seed + 1, rotation=recipe.rotation)
     train = TensorBatches(
         X_train, y_train, recipe.batch_size, shuffle=True, seed=recipe.seed, transform=augment, memory_format=fmt
     )
@@ -260,6 +265,72 @@ def _train(
         "config": asdict(model.config),
         "recipe": asdict(recipe),
     }
+
+
+def train_and_score(
+    config: VGGConfig,
+    recipe: Recipe,
+    train: tuple,
+    val: tuple,
+    test: tuple,
+    data_tag: str = "",
+    use_cache: bool = True,
+    channels_last: bool = False,
+    device: torch.device | None = None,
+) -> dict:
+    """One row of a grid or an ablation: ``train_vgg`` on ``train = (X, y)`` (quietly), then its test accuracy.
+
+    Returns ``test_acc``, ``val_acc`` (best epoch), ``best_epoch``, ``train_s``, ``img_s``, ``params``,
+    ``n_train`` and ``history``; the model is dropped.
+    """
+    (X_train, y_train), (X_val, y_val), (X_test, y_test) = train, val, test
+    model, info = train_vgg(
+        config,
+        recipe,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        data_tag=data_tag,
+        use_cache=use_cache,
+        channels_last=channels_last,
+        progress=False,
+        device=device,
+    )
+    logits = training_loop.predict(model, X_test, device=device)
+    return {
+        "test_acc": float((logits.argmax(1) == torch.as_tensor(y_test)).float().mean()),
+        "val_acc": info["val_acc"],
+        "best_epoch": info["best_epoch"],
+        "train_s": info["train_time"],
+        "img_s": info["images_per_s"],
+        "params": count_parameters(model),
+        "n_train": len(X_train),
+        "history": info["history"],
+    }
+
+
+@torch.no_grad()
+def match_crop_flip(originals: torch.Tensor, augmented: torch.Tensor, padding: int) -> tuple[np.ndarray, np.ndarray]:
+    """Explain each augmented image as a crop of its zero-padded original, flipped or not, by trying them all.
+
+    ``originals``, ``augmented``: ``(N, C, H, W)``. Returns ``offsets (N, 2)``, the (row, column) of the crop's
+    top-left corner in the padded image (``(-1, -1)`` where no crop and flip reproduces the image exactly),
+    and ``flipped (N,)`` bool.
+    """
+    if originals.shape != augmented.shape or originals.ndim != 4:
+        raise ValueError(f"need two (N, C, H, W) batches of one shape, got {originals.shape} and {augmented.shape}")
+    N, _, H, W = originals.shape
+    padded = nn.functional.pad(originals, (padding, padding, padding, padding))  # (N, C, H + 2p, W + 2p)
+    offsets, flipped = np.full((N, 2), -1), np.zeros(N, dtype=bool)
+    for flip in (False, True):
+        for i in range(2 * padding + 1):
+            for j in range(2 * padding + 1):
+                window = padded[:, :, i : i + H, j : j + W]
+                window = window.flip(3) if flip else window
+                hit = (window == augmented).flatten(1).all(1).cpu().numpy() & (offsets[:, 0] < 0)  # (N,)
+                offsets[hit], flipped[hit] = (i, j), flip
+    return offsets, flipped
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:

@@ -52,11 +52,17 @@ def compute_saliency_maps(
     if X.ndim != 4 or len(y) != len(X):
         raise ValueError(f"X must be (N, 3, H, W) and y (N,), got {tuple(X.shape)} and {tuple(y.shape)}")
     model, device = model_and_device(model, device)
-    X = X.detach().to(device).clone().requires_grad_(True)
+    X, y = X.detach().to(device), torch.as_tensor(y, device=device).long()
+    # Let autograd track X, backpropagate the correct-class scores s_y (N,) of one forward pass (images are
+    # independent), then take the largest |gradient| over the 3 channels: saliency (N, H, W) on the CPU.
+    ### BEGIN SOLUTION
+    X = X.clone().requires_grad_(True)
     scores = model(X)  # (N, 1000)
-    # sum of the correct-class scores: each image's gradient depends only on its own score
-    scores.gather(1, torch.as_tensor(y, device=device).view(-1, 1).long()).sum().backward()
-    return X.grad.abs().amax(dim=1).cpu()  # (N, H, W)
+    # summing the correct-class scores: each image's gradient depends only on its own score
+    scores.gather(1, y.view(-1, 1)).sum().backward()
+    saliency = X.grad.abs().amax(dim=1).cpu()  # (N, 3, H, W) -> (N, H, W)
+    ### END SOLUTION
+    return saliency
 
 
 def make_fooling_image(
@@ -91,12 +97,15 @@ def make_fooling_image(
         if it == max_iters:
             history["iterations"] = it
             break
-        model.zero_grad(set_to_none=True)
-        X_fooling.grad = None
+        X_fooling.grad = None  # a fresh gradient every step
+        # One ascent step on the target score: backpropagate scores[0, target_y] into X_fooling.grad, then
+        # move X_fooling in place (under torch.no_grad()) by learning_rate along the L2-normalised gradient.
+        ### BEGIN SOLUTION
         scores[0, target_y].backward()
         with torch.no_grad():
             g = X_fooling.grad
             X_fooling += learning_rate * g / g.norm().clamp_min(1e-12)
+        ### END SOLUTION
     return X_fooling.detach().cpu(), history
 
 
@@ -130,14 +139,18 @@ def class_visualization_update_step(
     a random shift and rescale), identity when None.
     Returns the class score before the step.
     """
-    x = transform(img) if transform is not None else img
+    x = transform(img) if transform is not None else img  # (1, 3, H', W'), differentiable in img
+    img.grad = None  # a fresh gradient every step
+    # score = s_y of the transformed image x; objective = score - l2_reg * ||img||^2 (the penalty on the image
+    # itself); backpropagate it and step img in place (under torch.no_grad()) along the L2-normalised gradient.
+    ### BEGIN SOLUTION
     score = model(x)[0, target_y]
     objective = score - l2_reg * (img**2).sum()
-    img.grad = None
     objective.backward()
     with torch.no_grad():
         g = img.grad
         img += learning_rate * g / g.norm().clamp_min(1e-12)
+    ### END SOLUTION
     return float(score.detach())
 
 
@@ -214,6 +227,35 @@ def create_class_visualization(
     return deprocess(img[0]), history
 
 
+def deepdream_step(
+    img: torch.Tensor, layer, model: torch.nn.Module, learning_rate: float, shift=(0, 0), channels=None
+) -> float:
+    """One DeepDream ascent step in place: ``I <- I + learning_rate * g / mean|g|``, ``g = d objective / d I``.
+
+    The objective is ``0.5 * mean(A^2)`` over the activations ``A`` ``(1, C_l, H_l, W_l)`` of ``layer`` (a name
+    or block index, see ``block_features``; only the channels ``channels`` of it when given) for the image
+    rolled by ``shift = (ox, oy)`` pixels (``jitter``). ``img``: ``(1, 3, h, w)`` leaf tensor with
+    ``requires_grad``, on ``model``'s device (a building block of ``deepdream``: it moves and clamps nothing).
+    Returns the objective before the step.
+    """
+    shifted = jitter(img, *shift)  # (1, 3, h, w), differentiable in img
+    img.grad = None  # a fresh gradient every step
+    # objective = 0.5 * mean(A^2) of the layer's activations A for `shifted` (block_features; keep only
+    # `channels` when given); backpropagate it and step img in place (under torch.no_grad()) by
+    # learning_rate * g / mean|g|: the mean absolute gradient sets the scale, whatever the layer.
+    ### BEGIN SOLUTION
+    (act,) = block_features(shifted, [layer], model)  # (1, C_l, H_l, W_l)
+    if channels is not None:
+        act = act[:, list(channels)]
+    objective = 0.5 * (act**2).mean()
+    objective.backward()
+    with torch.no_grad():
+        g = img.grad
+        img += learning_rate * g / g.abs().mean().clamp_min(1e-12)
+    ### END SOLUTION
+    return float(objective.detach())
+
+
 def deepdream(
     image: torch.Tensor,
     layer,
@@ -255,19 +297,10 @@ def deepdream(
         img = (octave_base + resize(detail, shape)).requires_grad_(True)
         for _ in range(iterations):
             next(step_iter, None)
-            ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
-            shifted = jitter(img, ox, oy)
-            (act,) = block_features(shifted, [layer], model)  # (1, C_l, H_l, W_l)
-            if channels is not None:
-                act = act[:, list(channels)]
-            objective = 0.5 * (act**2).mean()
-            img.grad = None
-            objective.backward()
+            shift = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
+            history["objective"].append(deepdream_step(img, layer, model, learning_rate, shift, channels))
             with torch.no_grad():
-                g = img.grad
-                img += learning_rate * g / g.abs().mean().clamp_min(1e-12)
                 _clamp_pixels(img)
-            history["objective"].append(float(objective.detach()))
         detail = img.detach() - octave_base
         history["octaves"].append(deprocess(img[0]))
     return deprocess(img[0]), history

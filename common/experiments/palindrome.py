@@ -1,5 +1,5 @@
-"""Training RNNs/LSTMs on palindromes with ``common.training.loop.fit`` (fresh batches, clipping, early stop at
-the target accuracy), cached accuracy-vs-length sweeps, and input-gradient norms."""
+"""Training RNNs, LSTMs and GRUs on palindromes with ``common.training.loop.fit`` (fresh batches, clipping, early
+stop at the target accuracy), cached accuracy-vs-length sweeps, and input-gradient norms."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def accuracy_vs_length(
     root=None,
     **train_kwargs,
 ) -> dict:
-    """Train a fresh ``kind`` ('rnn' | 'lstm') model per (length, seed) and measure its test accuracy.
+    """Train a fresh ``kind`` ('rnn' | 'lstm' | 'gru') model per (length, seed) and measure its test accuracy.
 
     Model initialisation and data both come from ``seed``. ``train_kwargs`` go to ``train_palindrome``.
     Returns ``{'kind', 'lengths' (L,), 'seeds' (S,), 'acc' (L, S), 'steps' (L, S), 'seconds' (L, S)}``

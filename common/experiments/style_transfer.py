@@ -37,7 +37,11 @@ def content_loss(content_weight: float, content_current: torch.Tensor, content_o
             f"content_current {tuple(content_current.shape)} and content_original "
             f"{tuple(content_original.shape)} must have the same shape (same image size and layer)"
         )
-    return content_weight * ((content_current - content_original) ** 2).sum()
+    # The weighted sum over channels and positions of the squared feature differences (a scalar tensor).
+    ### BEGIN SOLUTION
+    loss = content_weight * ((content_current - content_original) ** 2).sum()
+    ### END SOLUTION
+    return loss
 
 
 def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -48,9 +52,15 @@ def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     if features.ndim != 4:
         raise ValueError(f"features must have shape (N, C, H, W), got {tuple(features.shape)}")
     N, C, H, W = features.shape
-    F_ = features.reshape(N, C, H * W)  # (N, C, H*W)
-    gram = F_ @ F_.transpose(1, 2)  # (N, C, C)
-    return gram / (H * W * C) if normalize else gram
+    # Flatten each image's maps into a (C, H*W) matrix F_n and form every F_n F_n^T in one batched product:
+    # gram (N, C, C); divide by H * W * C when normalize.
+    ### BEGIN SOLUTION
+    flat = features.reshape(N, C, H * W)  # (N, C, H*W)
+    gram = flat @ flat.transpose(1, 2)  # (N, C, H*W) @ (N, H*W, C) -> (N, C, C)
+    if normalize:
+        gram = gram / (H * W * C)
+    ### END SOLUTION
+    return gram
 
 
 def style_loss(feats, style_layers, style_targets, style_weights) -> torch.Tensor:
@@ -65,10 +75,16 @@ def style_loss(feats, style_layers, style_targets, style_weights) -> torch.Tenso
             f"style_layers ({len(style_layers)}), style_targets ({len(style_targets)}) and "
             f"style_weights ({len(style_weights)}) need one entry per style layer"
         )
+    if len(style_layers) == 0:
+        return torch.tensor(0.0)
+    # For each style layer: the Gram matrix (gram_matrix) of feats[layer] against its target, squared
+    # differences summed, times the layer's weight; `loss` is the sum over the layers (a scalar tensor).
+    ### BEGIN SOLUTION
     loss = 0.0
     for layer, target, weight in zip(style_layers, style_targets, style_weights):
         loss = loss + weight * ((gram_matrix(feats[layer]) - target) ** 2).sum()
-    return loss if isinstance(loss, torch.Tensor) else torch.tensor(0.0)
+    ### END SOLUTION
+    return loss
 
 
 def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
@@ -76,9 +92,16 @@ def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
 
     ``img``: ``(1, 3, H, W)`` (any N works: the sums run over all images). Returns a scalar tensor.
     """
+    if img.ndim != 4:
+        raise ValueError(f"img must have shape (N, C, H, W), got {tuple(img.shape)}")
+    # Differences of vertical neighbours (N, C, H-1, W) and of horizontal ones (N, C, H, W-1), by slicing
+    # (no loops); `loss` = tv_weight * (sum of both squared).
+    ### BEGIN SOLUTION
     dh = img[..., 1:, :] - img[..., :-1, :]  # (N, C, H-1, W)
     dw = img[..., :, 1:] - img[..., :, :-1]  # (N, C, H, W-1)
-    return tv_weight * ((dh**2).sum() + (dw**2).sum())
+    loss = tv_weight * ((dh**2).sum() + (dw**2).sum())
+    ### END SOLUTION
+    return loss
 
 
 def style_transfer(

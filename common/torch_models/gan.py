@@ -76,6 +76,10 @@ class Generator(nn.Module):
     def __init__(self, config: GANConfig | None = None):
         super().__init__()
         self.config = config = config or GANConfig()
+        # One hidden layer per width in config.g_hidden: nn.Linear, nn.BatchNorm1d (all but the first),
+        # nn.LeakyReLU(config.negative_slope); then nn.Linear to prod(config.img_shape) = 784 and nn.Tanh.
+        # Register them as submodules (e.g. one nn.Sequential), in this order.
+        ### BEGIN SOLUTION
         layers, in_dim = [], config.latent_dim
         for i, width in enumerate(config.g_hidden):
             layers.append(nn.Linear(in_dim, width))
@@ -85,9 +89,14 @@ class Generator(nn.Module):
             in_dim = width
         layers += [nn.Linear(in_dim, int(np.prod(config.img_shape))), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        ### END SOLUTION
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(z.shape[0], *self.config.img_shape)  # (N, D) -> (N, 1, 28, 28)
+        # z (N, latent_dim) through the layers, then reshaped to images (N, *config.img_shape).
+        ### BEGIN SOLUTION
+        images = self.net(z).view(z.shape[0], *self.config.img_shape)  # (N, 784) -> (N, 1, 28, 28)
+        ### END SOLUTION
+        return images
 
 
 class Discriminator(nn.Module):
@@ -96,15 +105,23 @@ class Discriminator(nn.Module):
     def __init__(self, config: GANConfig | None = None):
         super().__init__()
         self.config = config = config or GANConfig()
+        # From prod(config.img_shape) = 784 inputs: nn.Linear + nn.LeakyReLU(config.negative_slope) per width
+        # in config.d_hidden, then nn.Linear to 1 output (no sigmoid: the losses take logits).
+        ### BEGIN SOLUTION
         layers, in_dim = [], int(np.prod(config.img_shape))
         for width in config.d_hidden:
             layers += [nn.Linear(in_dim, width), nn.LeakyReLU(config.negative_slope)]
             in_dim = width
         layers.append(nn.Linear(in_dim, 1))
         self.net = nn.Sequential(*layers)
+        ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1)).squeeze(1)  # (N, 1, 28, 28) -> (N, 784) -> (N,)
+        # Flatten each image to a row of 784 pixels, apply the layers, and drop the last axis: logits (N,).
+        ### BEGIN SOLUTION
+        logits = self.net(x.flatten(1)).squeeze(1)  # (N, 1, 28, 28) -> (N, 784) -> (N, 1) -> (N,)
+        ### END SOLUTION
+        return logits
 
 
 class DCGenerator(nn.Module):
@@ -120,6 +137,10 @@ class DCGenerator(nn.Module):
         super().__init__()
         self.config = config = config or DCGANConfig()
         C = config.channels
+        # Project z with nn.Linear (+ nn.BatchNorm1d, nn.ReLU) to 2C*7*7 values; then two nn.ConvTranspose2d
+        # with kernel 4 and stride 2 (2C -> C -> img_shape[0] channels; pick the padding that doubles the side,
+        # 7 -> 14 -> 28), nn.BatchNorm2d and nn.ReLU between them, nn.Tanh at the end.
+        ### BEGIN SOLUTION
         self.project = nn.Sequential(
             nn.Linear(config.latent_dim, 2 * C * 7 * 7, bias=False), nn.BatchNorm1d(2 * C * 7 * 7), nn.ReLU()
         )
@@ -130,10 +151,15 @@ class DCGenerator(nn.Module):
             nn.ConvTranspose2d(C, config.img_shape[0], 4, stride=2, padding=1),
             nn.Tanh(),
         )
+        ### END SOLUTION
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.project(z).view(z.shape[0], 2 * self.config.channels, 7, 7)  # (N, 2C, 7, 7)
-        return self.up(h)  # (N, 2C, 7, 7) -> (N, C, 14, 14) -> (N, 1, 28, 28)
+        # Project z (N, latent_dim), reshape to (N, 2C, 7, 7), upsample to images (N, 1, 28, 28).
+        ### BEGIN SOLUTION
+        h = self.project(z).view(z.shape[0], 2 * self.config.channels, 7, 7)  # (N, 2C*49) -> (N, 2C, 7, 7)
+        images = self.up(h)  # (N, 2C, 7, 7) -> (N, C, 14, 14) -> (N, 1, 28, 28)
+        ### END SOLUTION
+        return images
 
 
 class DCDiscriminator(nn.Module):
@@ -143,6 +169,10 @@ class DCDiscriminator(nn.Module):
         super().__init__()
         self.config = config = config or DCGANConfig()
         C, slope = config.channels, config.negative_slope
+        # Two nn.Conv2d with kernel 4 and stride 2 (img_shape[0] -> C -> 2C channels; the padding that halves
+        # the side, 28 -> 14 -> 7), nn.LeakyReLU(slope) after each and nn.BatchNorm2d before the second
+        # LeakyReLU; then a linear head from the flattened 2C*7*7 features to 1 logit.
+        ### BEGIN SOLUTION
         self.features = nn.Sequential(
             nn.Conv2d(config.img_shape[0], C, 4, stride=2, padding=1),
             nn.LeakyReLU(slope),
@@ -151,10 +181,15 @@ class DCDiscriminator(nn.Module):
             nn.LeakyReLU(slope),
         )
         self.head = nn.Linear(2 * C * 7 * 7, 1)
+        ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Convolutions, flatten each sample, linear head, drop the last axis: logits (N,).
+        ### BEGIN SOLUTION
         h = self.features(x)  # (N, 1, 28, 28) -> (N, C, 14, 14) -> (N, 2C, 7, 7)
-        return self.head(h.flatten(1)).squeeze(1)  # (N, 2C*49) -> (N,)
+        logits = self.head(h.flatten(1)).squeeze(1)  # (N, 2C*49) -> (N, 1) -> (N,)
+        ### END SOLUTION
+        return logits
 
 
 def build_gan(config: GANConfig | DCGANConfig, seed: int | None = None) -> tuple[nn.Module, nn.Module]:
@@ -195,26 +230,52 @@ def sample_noise(
 def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of D: ``-mean log D(x) - mean log(1 - D(G(z)))``, with ``D = sigmoid(logits)``.
 
-    ``logits_real (N,)``, ``logits_fake (M,)``; computed from logits for numerical stability.
+    ``logits_real (N,)``, ``logits_fake (M,)``; computed from logits for numerical stability. Returns a
+    scalar tensor.
     """
-    return F.binary_cross_entropy_with_logits(
-        logits_real, torch.ones_like(logits_real)
-    ) + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    # Real images should be classified 1, fakes 0: one mean binary cross-entropy per batch, summed. Work on
+    # the logits (F.binary_cross_entropy_with_logits), never log(sigmoid(...)), which overflows.
+    ### BEGIN SOLUTION
+    loss = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+    loss = loss + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    ### END SOLUTION
+    return loss
 
 
 def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
-    """Non-saturating generator loss ``-mean log D(G(z))`` (instead of minimising ``mean log(1 - D(G(z)))``)."""
-    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+    """Non-saturating generator loss ``-mean log D(G(z))`` (instead of minimising ``mean log(1 - D(G(z)))``).
+
+    ``logits_fake (M,)``: D's logits on generated images. Returns a scalar tensor.
+    """
+    # The generator wants its fakes classified as real (1): a mean binary cross-entropy on the logits.
+    ### BEGIN SOLUTION
+    loss = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+    ### END SOLUTION
+    return loss
 
 
 def ls_discriminator_loss(scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
-    """Least-squares GAN loss of D: ``0.5 mean (D(x) - 1)^2 + 0.5 mean D(G(z))^2`` on raw scores."""
-    return 0.5 * ((scores_real - 1) ** 2).mean() + 0.5 * (scores_fake**2).mean()
+    """Least-squares GAN loss of D: ``0.5 mean (D(x) - 1)^2 + 0.5 mean D(G(z))^2`` on raw scores.
+
+    ``scores_real (N,)``, ``scores_fake (M,)``: D's raw outputs (no sigmoid). Returns a scalar tensor.
+    """
+    # Squared distance of the real scores to 1 and of the fake scores to 0, each a mean over its batch.
+    ### BEGIN SOLUTION
+    loss = 0.5 * ((scores_real - 1) ** 2).mean() + 0.5 * (scores_fake**2).mean()
+    ### END SOLUTION
+    return loss
 
 
 def ls_generator_loss(scores_fake: torch.Tensor) -> torch.Tensor:
-    """Least-squares GAN loss of G: ``0.5 mean (D(G(z)) - 1)^2``."""
-    return 0.5 * ((scores_fake - 1) ** 2).mean()
+    """Least-squares GAN loss of G: ``0.5 mean (D(G(z)) - 1)^2``.
+
+    ``scores_fake (M,)``: D's raw outputs on generated images. Returns a scalar tensor.
+    """
+    # The generator pulls the scores of its fakes towards 1 (the target of real images).
+    ### BEGIN SOLUTION
+    loss = 0.5 * ((scores_fake - 1) ** 2).mean()
+    ### END SOLUTION
+    return loss
 
 
 #: loss name -> (discriminator loss, generator loss)

@@ -65,14 +65,16 @@ class MLP(nn.Module):
         super().__init__()
         self.config = config
         generator = generator if generator is not None else make_generator(None)
-        sizes = [config.n_inputs] + config.n_hidden + [config.n_classes]
-        layers: list[nn.Module] = []
-        with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws globally; we redraw below
-            for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-                layers.append(nn.Linear(fan_in, fan_out))
-                if i < len(sizes) - 2:
-                    layers.append(ACTIVATIONS[config.activation]())
-        self.net = nn.Sequential(*layers)
+        sizes = [config.n_inputs] + config.n_hidden + [config.n_classes]  # D, hidden widths..., C
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws globally; _init_linear redraws below
+            # self.net: an nn.Sequential of one nn.Linear per pair of consecutive sizes, with a fresh activation
+            # module from ACTIVATIONS after every Linear except the last (the net returns logits).
+            ### BEGIN SOLUTION
+            layers: list[nn.Module] = []
+            for fan_in, fan_out in zip(sizes, sizes[1:]):
+                layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[config.activation]()]
+            self.net = nn.Sequential(*layers[:-1])  # no activation after the output layer: logits
+            ### END SOLUTION
         for linear in self.linear_layers:
             self._init_linear(linear, generator)
 
@@ -97,7 +99,12 @@ class MLP(nn.Module):
         return [m for m in self.net if isinstance(m, nn.Linear)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))  # (N, D) -> (N, C)
+        """Logits ``(N, C)`` of ``x (N, D)`` (or ``(N, ...)``, e.g. images, flattened to ``D`` features per sample)."""
+        # One row of D features per sample, through the layer stack.
+        ### BEGIN SOLUTION
+        scores = self.net(x.flatten(1))  # (N, D) -> (N, C)
+        ### END SOLUTION
+        return scores
 
     @torch.no_grad()
     def load_numpy(self, np_model) -> MLP:

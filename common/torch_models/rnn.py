@@ -1,4 +1,4 @@
-"""A vanilla RNN and an LSTM written from their equations (no nn.RNN/nn.LSTM), classifying from the last step."""
+"""A vanilla RNN, an LSTM and a GRU written from their equations (no nn.RNN/LSTM/GRU), classifying from the end."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ from torch import nn
 
 from common.config import make_generator
 
-__all__ = ["KINDS", "RNNConfig", "VanillaRNN", "LSTM", "build_model"]
+__all__ = ["KINDS", "RNNConfig", "VanillaRNN", "LSTM", "GRU", "build_model"]
 
 #: Model kinds ``build_model`` knows.
-KINDS = ("rnn", "lstm")
+KINDS = ("rnn", "lstm", "gru")
 
 
 @dataclass
 class RNNConfig:
-    """Sizes and initialisation of ``VanillaRNN`` and ``LSTM``.
+    """Sizes and initialisation of ``VanillaRNN``, ``LSTM`` and ``GRU``.
 
     ``input_dim`` D (10 for one-hot digits, 1 for scalar ones), ``hidden_dim`` H, ``num_classes`` C;
-    ``forget_bias`` is the LSTM's initial forget-gate bias (1.0 keeps the cell open at the start).
+    ``forget_bias`` is the LSTM's initial forget-gate bias (1.0 keeps the cell open at the start) and the
+    GRU's initial update-gate bias, its counterpart (``z`` near 1 keeps the old state).
     """
 
     input_dim: int = 10
@@ -84,11 +85,15 @@ class VanillaRNN(nn.Module):
         _check_input(x, self.config.input_dim)
         N, T, _ = x.shape
         h = x.new_zeros(N, self.config.hidden_dim) if h0 is None else h0  # (N, H)
-        xw = x @ self.W_hx + self.b_h  # (N, T, H): the input term of every step in one matmul
         hs = []
+        # The recurrence of the class docstring for t = 0..T-1: append every h_t (N, H) to hs and leave the
+        # last one in h. The input terms of all steps do not depend on h: one matmul can compute them all.
+        ### BEGIN SOLUTION
+        xw = x @ self.W_hx + self.b_h  # (N, T, H)
         for t in range(T):
             h = torch.tanh(xw[:, t] + h @ self.W_hh)  # (N, H)
             hs.append(h)
+        ### END SOLUTION
         logits = h @ self.W_ph + self.b_p  # (N, C)
         if return_states:
             return logits, {"h": torch.stack(hs, dim=1)}  # (N, T, H)
@@ -142,6 +147,9 @@ class LSTM(nn.Module):
         xw = x @ self.W_x + self.b  # (N, T, 4H): input terms of all gates and steps in one matmul
         record = {k: [] for k in "ifogch"} if return_states else None
         for t in range(T):
+            # One step of the class docstring's equations: xw[:, t] already holds x_t W_x + b for the four
+            # gates (N, 4H, blocks i, f, o, g); set the gates i, f, o, g and the new c and h, each (N, H).
+            ### BEGIN SOLUTION
             a = xw[:, t] + h @ self.W_h  # (N, 4H)
             a_i, a_f, a_o, a_g = a.chunk(4, dim=1)  # 4 x (N, H)
             i = torch.sigmoid(a_i)
@@ -150,6 +158,7 @@ class LSTM(nn.Module):
             g = torch.tanh(a_g)
             c = f * c + i * g
             h = o * torch.tanh(c)
+            ### END SOLUTION
             if record is not None:
                 for k, v in zip("ifogch", (i, f, o, g, c, h)):
                     record[k].append(v)
@@ -159,8 +168,69 @@ class LSTM(nn.Module):
         return logits
 
 
+class GRU(nn.Module):
+    """Gated recurrent unit from its gate equations, row-vector convention, logits from the last hidden state:
+
+        r_t = sigmoid(x_t W_rx + b_rx + h_{t-1} W_rh + b_rh)          reset gate
+        z_t = sigmoid(x_t W_zx + b_zx + h_{t-1} W_zh + b_zh)          update gate
+        n_t = tanh(x_t W_nx + b_nx + r_t * (h_{t-1} W_nh + b_nh))     candidate state
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1},   h_0 = 0
+        p   = h_T W_ph + b_p
+
+    This is ``nn.GRU``'s convention: the reset gate multiplies the recurrent term *with its bias*,
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, and ``h' = (1 - z) * n + z * h``, so ``z`` near 1 keeps
+    the old state (the role of the LSTM's forget gate) and there is no separate cell state. Because of
+    ``b_nh`` inside the product there are two bias vectors. The three gates share one matmul per side:
+    ``W_x (D, 3H)``, ``W_h (H, 3H)``, ``b_x (3H,)``, ``b_h (3H,)`` hold the blocks in ``nn.GRU``'s order
+    **r, z, n**. ``W_h`` is three orthogonal blocks, ``W_x`` Xavier, ``b_zx = forget_bias`` and the other
+    biases zero; weights are drawn from ``generator`` as in ``VanillaRNN``.
+    """
+
+    def __init__(self, config: RNNConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = config
+        generator = generator if generator is not None else make_generator(None)
+        D, H, C = config.input_dim, config.hidden_dim, config.num_classes
+        self.W_x = nn.Parameter(torch.cat([_xavier(D, H, generator) for _ in range(3)], dim=1))  # (D, 3H)
+        self.W_h = nn.Parameter(_orthogonal_blocks(H, 3, generator))  # (H, 3H)
+        b_x = torch.zeros(3 * H)
+        b_x[H : 2 * H] = config.forget_bias  # the z block
+        self.b_x = nn.Parameter(b_x)
+        self.b_h = nn.Parameter(torch.zeros(3 * H))
+        self.W_ph = nn.Parameter(_xavier(H, C, generator))
+        self.b_p = nn.Parameter(torch.zeros(C))
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None, return_states: bool = False):
+        """``x (N, T, D)`` -> logits ``(N, C)``; ``h0 (N, H)`` optional. With ``return_states`` also returns
+        a dict of ``(N, T, H)`` tensors: ``'r', 'z', 'n'`` (gate activations and candidate) and ``'h'``."""
+        _check_input(x, self.config.input_dim)
+        N, T, _ = x.shape
+        h = x.new_zeros(N, self.config.hidden_dim) if h0 is None else h0  # (N, H)
+        xw = x @ self.W_x + self.b_x  # (N, T, 3H): input terms of all gates and steps in one matmul
+        record = {k: [] for k in "rznh"} if return_states else None
+        for t in range(T):
+            # One step of the class docstring's equations: xw[:, t] holds x_t W_x + b_x for the three blocks
+            # r, z, n (N, 3H); the recurrent side h W_h + b_h splits the same way. Set r, z, n and the new h.
+            ### BEGIN SOLUTION
+            x_r, x_z, x_n = xw[:, t].chunk(3, dim=1)  # 3 x (N, H)
+            h_r, h_z, h_n = (h @ self.W_h + self.b_h).chunk(3, dim=1)  # 3 x (N, H)
+            r = torch.sigmoid(x_r + h_r)
+            z = torch.sigmoid(x_z + h_z)
+            n = torch.tanh(x_n + r * h_n)
+            h = (1 - z) * n + z * h
+            ### END SOLUTION
+            if record is not None:
+                for k, v in zip("rznh", (r, z, n, h)):
+                    record[k].append(v)
+        logits = h @ self.W_ph + self.b_p  # (N, C)
+        if return_states:
+            return logits, {k: torch.stack(v, dim=1) for k, v in record.items()}  # each (N, T, H)
+        return logits
+
+
 def build_model(kind: str, config: RNNConfig, generator: torch.Generator | None = None) -> nn.Module:
-    """``'rnn'`` -> ``VanillaRNN(config)``, ``'lstm'`` -> ``LSTM(config)``, initialised from ``generator``."""
+    """``'rnn'`` -> ``VanillaRNN``, ``'lstm'`` -> ``LSTM``, ``'gru'`` -> ``GRU``, built from ``config`` and
+    initialised from ``generator``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return {"rnn": VanillaRNN, "lstm": LSTM}[kind](config, generator=generator)
+    return {"rnn": VanillaRNN, "lstm": LSTM, "gru": GRU}[kind](config, generator=generator)

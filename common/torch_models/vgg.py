@@ -8,10 +8,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["VGGConfig", "VGG", "VGG_LAYOUT", "pooled_size", "layer_shapes", "format_layer_shapes"]
+__all__ = ["VGGConfig", "VGG", "VGG_LAYOUT", "CONV_NAMES", "pooled_size", "layer_shapes", "format_layer_shapes"]
 
 #: The CS324 layout: numbers are 3x3 conv widths (at width 1), 'M' a 3x3 / stride-2 / pad-1 max pool.
 VGG_LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+#: Names of the conv blocks in ``VGG.features``, in layer order (the pools are ``maxpool1`` ... ``maxpool5``).
+CONV_NAMES = ("conv0", "conv1", "conv2_a", "conv2_b", "conv3_a", "conv3_b", "conv4_a", "conv4_b")
 
 
 def pooled_size(size: int, num_pools: int = 5) -> int:
@@ -71,18 +73,31 @@ class VGGConfig:
 
 
 def _conv_block(c_in: int, c_out: int, batchnorm: bool) -> nn.Sequential:
-    """3x3 conv (pad 1, keeps H and W) -> [BatchNorm] -> ReLU."""
+    """3x3 conv (pad 1, keeps H and W) -> [BatchNorm] -> ReLU: ``(N, c_in, H, W) -> (N, c_out, H, W)``.
+
+    An ``nn.Sequential`` whose layers are named ``conv``, ``bn`` (only with ``batchnorm``) and ``relu``.
+    With BatchNorm right after it the conv has no bias: BN subtracts the mean, and its beta is the bias.
+    """
+    # A 3x3 nn.Conv2d that keeps H and W (bias only without BN), then nn.BatchNorm2d if batchnorm, then nn.ReLU;
+    # pass an OrderedDict to nn.Sequential to name them.
+    ### BEGIN SOLUTION
     layers = [("conv", nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batchnorm))]
     if batchnorm:
         layers.append(("bn", nn.BatchNorm2d(c_out)))
     layers.append(("relu", nn.ReLU(inplace=True)))
-    return nn.Sequential(OrderedDict(layers))
+    block = nn.Sequential(OrderedDict(layers))
+    ### END SOLUTION
+    return block
 
 
 class VGG(nn.Module):
     """conv64-pool-conv128-pool-conv256x2-pool-conv512x2-pool-conv512x2-pool-linear (CS324 names).
 
     Input ``(N, in_channels, image_size, image_size)``, output logits ``(N, num_classes)``.
+    ``self.features``: an ``nn.Sequential`` that follows ``VGG_LAYOUT`` in order, its conv blocks
+    (``_conv_block``, widths ``config.channels``) named ``CONV_NAMES`` and its 3x3 / stride-2 / pad-1 max pools
+    ``maxpool1`` ... ``maxpool5`` (``layer_shapes`` reads these names); ``self.classifier``: one ``nn.Linear``
+    from the flattened last feature map (``channels[-1] * final_size**2`` values) to the class scores.
     """
 
     def __init__(self, config: VGGConfig):
@@ -90,8 +105,10 @@ class VGG(nn.Module):
         if not isinstance(config, VGGConfig):
             raise TypeError(f"config must be a VGGConfig, got {type(config).__name__}")
         self.config = config
-        names = iter(["conv0", "conv1", "conv2_a", "conv2_b", "conv3_a", "conv3_b", "conv4_a", "conv4_b"])
-        widths = iter(config.channels)
+        # Walk VGG_LAYOUT, tracking the current channel count (config.in_channels first): a number adds the next
+        # conv block (width from config.channels, name from CONV_NAMES), an 'M' the next max pool. Then the classifier.
+        ### BEGIN SOLUTION
+        names, widths = iter(CONV_NAMES), iter(config.channels)
         blocks, c_in, num_pools = [], config.in_channels, 0
         for item in VGG_LAYOUT:
             if item == "M":
@@ -103,6 +120,7 @@ class VGG(nn.Module):
                 c_in = c_out
         self.features = nn.Sequential(OrderedDict(blocks))
         self.classifier = nn.Linear(c_in * config.final_size**2, config.num_classes)
+        ### END SOLUTION
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -123,9 +141,12 @@ class VGG(nn.Module):
                 f"VGG expects input (N, {c}, {s}, {s}) as set in its VGGConfig, "
                 f"got {tuple(x.shape)}; build the config with VGGConfig.for_data(X)"
             )
-        x = self.features(x)  # (N, C_last, final_size, final_size)
-        x = torch.flatten(x, 1)  # (N, C_last * final_size**2)
-        return self.classifier(x)  # (N, num_classes)
+        # The conv stack, then each sample's last feature map flattened to one vector, then the classifier.
+        ### BEGIN SOLUTION
+        features = self.features(x)  # (N, C_last, final_size, final_size)
+        scores = self.classifier(features.flatten(1))  # (N, C_last * final_size**2) -> (N, num_classes)
+        ### END SOLUTION
+        return scores
 
 
 @torch.no_grad()

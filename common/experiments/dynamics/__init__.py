@@ -1,6 +1,7 @@
 """Training-dynamics experiments: how networks fit, memorise and generalise (each returns data to plot)."""
 
 from common.experiments.dynamics.fitting import (
+    add_outliers,
     compare_depths,
     damped_sine,
     equal_size_architectures,
@@ -8,6 +9,7 @@ from common.experiments.dynamics.fitting import (
     function_data,
 )
 from common.experiments.dynamics.generalization import param_count_sweep, random_label_experiment
+from common.experiments.dynamics.gradients import full_gradient_norm, gradient_norm, snapshot_gradient_norms
 from common.experiments.dynamics.landscape import (
     batch_size_sweep,
     hessian_top_eigenvalue,
@@ -16,8 +18,10 @@ from common.experiments.dynamics.landscape import (
     jacobian_norm,
     layer_slices,
     pca_project,
+    trajectory_distances,
     weight_trajectories,
 )
+from common.experiments.dynamics.mnist_cnn import cnn_trajectories
 from common.experiments.dynamics.training import (
     TensorData,
     TrainConfig,
@@ -31,11 +35,15 @@ from common.experiments.dynamics.training import (
 )
 
 __all__ = [
+    "add_outliers",
     "compare_depths",
     "damped_sine",
     "equal_size_architectures",
     "fit_function",
     "function_data",
+    "gradient_norm",
+    "full_gradient_norm",
+    "snapshot_gradient_norms",
     "param_count_sweep",
     "random_label_experiment",
     "batch_size_sweep",
@@ -45,7 +53,9 @@ __all__ = [
     "jacobian_norm",
     "layer_slices",
     "pca_project",
+    "trajectory_distances",
     "weight_trajectories",
+    "cnn_trajectories",
     "TensorData",
     "TrainConfig",
     "loss_function",

@@ -13,7 +13,7 @@ from common.experiments.dynamics.training import TensorData, TrainConfig, make_m
 from common.training.loop import predict
 from common.training.params import count_parameters
 
-__all__ = ["damped_sine", "function_data", "equal_size_architectures", "fit_function", "compare_depths"]
+__all__ = ["damped_sine", "function_data", "add_outliers", "equal_size_architectures", "fit_function", "compare_depths"]
 
 
 def damped_sine(x: np.ndarray) -> np.ndarray:
@@ -49,6 +49,23 @@ def function_data(
     return TensorData(col(x_train), col(y_train), col(x_test), col(fn(x_test)))
 
 
+def add_outliers(
+    data: TensorData, num_outliers: int, magnitude: float = 2.0, seed: int = 0
+) -> tuple[TensorData, np.ndarray]:
+    """A copy of regression ``data`` in which ``num_outliers`` training targets, chosen at random, are moved up
+    by ``magnitude`` (gross errors, all on one side, as from a faulty sensor); the test targets stay clean.
+
+    Returns ``(data, idx)`` with ``idx`` the indices of the outliers in ``data.X_train``.
+    """
+    N = len(data.y_train)
+    if not 0 <= num_outliers <= N:
+        raise ValueError(f"num_outliers must be between 0 and {N} (the training set size), got {num_outliers}")
+    idx = np.sort(np.random.default_rng(seed).choice(N, size=num_outliers, replace=False))
+    y_train = data.y_train.clone()
+    y_train[torch.from_numpy(idx)] += magnitude
+    return TensorData(data.X_train, y_train, data.X_test, data.y_test), idx
+
+
 def equal_size_architectures(
     target_params: int, depths=(1, 2, 4), in_dim: int = 1, out_dim: int = 1
 ) -> dict[str, list[int]]:
@@ -72,12 +89,13 @@ def fit_function(
     device: torch.device | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train one MLP ``1 -> hidden_dims -> 1`` on ``data`` with MSE; returns the ``train_model`` history plus
+    """Train one MLP ``1 -> hidden_dims -> 1`` on ``data`` with a regression loss (``config.loss``: 'mse' or
+    'mae'; default config: full-batch Adam on the MSE); returns the ``train_model`` history plus
     ``num_params``, ``hidden_dims``, ``prediction`` (the net on ``data.X_test``, a NumPy ``(N_test,)``) and
-    ``model`` (the trained net, on ``device``)."""
+    ``model`` (the trained net, on ``device``). ``hidden_dims`` empty: a straight line ``a x + b``."""
     config = config or TrainConfig(epochs=2000, batch_size=len(data.X_train), lr=3e-3, loss="mse", eval_every=50)
-    if config.loss != "mse":
-        raise ValueError(f"fit_function needs config.loss='mse', got {config.loss!r}")
+    if config.loss not in ("mse", "mae"):
+        raise ValueError(f"fit_function needs a regression loss, config.loss='mse' or 'mae', got {config.loss!r}")
     device = device or get_device()
     model = make_mlp(data.X_train.shape[1], hidden_dims, data.y_train.shape[1], activation, seed=seed)
     hist = train_model(model, data, config, device=device, progress=progress, desc=f"{list(hidden_dims)}")

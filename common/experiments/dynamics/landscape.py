@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "layer_slices",
     "weight_trajectories",
     "pca_project",
+    "trajectory_distances",
     "jacobian_norm",
     "input_gradient_norm",
     "hessian_top_eigenvalue",
@@ -61,39 +63,49 @@ def weight_trajectories(
     activation: str = "relu",
     device: torch.device | None = None,
     progress: bool = True,
+    model_fn: Callable[[int], nn.Module] | None = None,
 ) -> dict:
-    """Train ``num_runs`` MLPs (init seeds ``0..num_runs-1``) and keep their weights every
+    """Train ``num_runs`` nets (init seeds ``0..num_runs-1``) and keep their weights every
     ``config.snapshot_every`` epochs.
 
-    Returns ``snapshots (R, S, P)`` (S snapshots per run, the first at initialisation), ``epochs (S,)``,
-    ``loss (R, S)`` (training loss at each snapshot, evaluated afterwards), ``slices`` (``layer_slices``)
-    and ``histories`` (one ``train_model`` history per run).
+    The nets are MLPs ``D -> hidden_dims -> out`` unless ``model_fn(seed)`` builds them (e.g. a CNN; then
+    ``hidden_dims`` and ``activation`` are unused). Returns ``snapshots (R, S, P)`` (S snapshots per run, the
+    first at initialisation), ``epochs (S,)``, ``loss (R, S)`` and ``acc (R, S)`` (training loss and accuracy
+    at each snapshot, evaluated afterwards in eval mode; accuracy NaN for regression), ``slices``
+    (``layer_slices``) and ``histories`` (one ``train_model`` history per run).
     """
     if not config.snapshot_every:
         raise ValueError("config.snapshot_every must be > 0 (epochs between weight snapshots)")
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1, got {num_runs}")
     device = device or get_device()
-    out_dim = data.y_train.shape[1] if config.loss == "mse" else int(data.y_train.max()) + 1
+    if model_fn is None:
+        out_dim = data.y_train.shape[1] if config.loss != "ce" else int(data.y_train.max()) + 1
+
+        def model_fn(seed):
+            return make_mlp(data.X_train.shape[1], hidden_dims, out_dim, activation, seed=seed)
+
     loss_fn = loss_function(config.loss)
     train_set = TensorBatches(data.X_train, data.y_train, EVAL_BATCH)
-    snaps, losses, hists = [], [], []
+    snaps, losses, accs, hists = [], [], [], []
     for run in tqdm(range(num_runs), desc="runs", disable=not progress):
-        model = make_mlp(data.X_train.shape[1], hidden_dims, out_dim, activation, seed=run)
+        model = model_fn(run)
         hist = train_model(
             model, data, replace(config, data_seed=config.data_seed + run), device=device, progress=False
         )
-        run_loss = []
+        stats = []
         for w in hist["snapshots"]:
             set_flat_params(model, torch.from_numpy(w))
-            run_loss.append(evaluate(model, train_set, loss_fn, device)["loss"])
+            stats.append(evaluate(model, train_set, loss_fn, device))
         snaps.append(np.stack(hist.pop("snapshots")))
-        losses.append(run_loss)
+        losses.append([s["loss"] for s in stats])
+        accs.append([s["acc"] for s in stats])
         hists.append(hist)
     return {
         "snapshots": np.stack(snaps),
         "epochs": np.array(hists[0]["snapshot_epoch"]),
         "loss": np.array(losses),
+        "acc": np.array(accs),
         "slices": layer_slices(model),
         "histories": hists,
     }
@@ -118,6 +130,30 @@ def pca_project(snapshots: np.ndarray, n_components: int = 2, columns: slice | N
         raise ValueError(f"n_components={n_components} exceeds min(samples, features)={min(flat.shape)}")
     pca = PCA(n_components=n_components).fit(flat)
     return pca.transform(flat).reshape(R, S, n_components), pca.explained_variance_ratio_
+
+
+def trajectory_distances(snapshots: np.ndarray, columns: slice | None = None) -> dict:
+    """Distances along and between weight trajectories ``(R, S, P)`` in the full weight space (not a projection).
+
+    ``columns`` restricts to some parameters (e.g. one layer's slice). Returns ``travel (R,)`` (each run's
+    distance from its first to its last snapshot), ``path (R, S-1)`` (the length of each step between
+    snapshots), ``start_gap`` and ``end_gap`` (the smallest distance between two runs' first / last snapshots).
+    """
+    from scipy.spatial.distance import pdist
+
+    snapshots = np.asarray(snapshots, dtype=np.float64)
+    if snapshots.ndim != 3 or snapshots.shape[0] < 2 or snapshots.shape[1] < 2:
+        raise ValueError(
+            f"snapshots must have shape (runs, snapshots, params) with at least two runs and two snapshots, "
+            f"got {snapshots.shape}"
+        )
+    W = snapshots if columns is None else snapshots[:, :, columns]
+    return {
+        "travel": np.linalg.norm(W[:, -1] - W[:, 0], axis=1),
+        "path": np.linalg.norm(np.diff(W, axis=1), axis=2),
+        "start_gap": float(pdist(W[:, 0]).min()),
+        "end_gap": float(pdist(W[:, -1]).min()),
+    }
 
 
 def jacobian_norm(
@@ -186,7 +222,11 @@ def hessian_top_eigenvalue(
     loss_value = loss_function(loss)(model(X.to(device)), y.to(device))
     grads = torch.autograd.grad(loss_value, params, create_graph=True)
     g = make_generator(seed)
-    v = [torch.randn(p.shape, generator=g, dtype=p.dtype).to(device) for p in params]
+    v = [torch.randn(p.shape, generator=g, dtype=p.dtype).to(device) for p in params]  # one tensor per parameter
+    # Power iteration: Hv = d(grads . v)/d params (torch.autograd.grad of grads with grad_outputs=v, keeping the
+    # graph); the Rayleigh quotient v.Hv (v of unit norm) estimates the eigenvalue; then v <- Hv / ||Hv||.
+    # Stop after num_iters or when the estimate changes by <= tol relative; eig = 0.0 if Hv vanishes.
+    ### BEGIN SOLUTION
     norm = torch.sqrt(sum((t * t).sum() for t in v))
     v = [t / norm for t in v]
     eig = 0.0
@@ -195,11 +235,14 @@ def hessian_top_eigenvalue(
         new_eig = float(sum((a * b).sum() for a, b in zip(v, Hv)))  # Rayleigh quotient v^T H v
         norm = torch.sqrt(sum((t * t).sum() for t in Hv))
         if norm == 0:
-            return 0.0
+            eig = 0.0
+            break
         v = [t.detach() / norm for t in Hv]
-        if abs(new_eig - eig) <= tol * abs(new_eig):
-            return new_eig
+        converged = abs(new_eig - eig) <= tol * abs(new_eig)
         eig = new_eig
+        if converged:
+            break
+    ### END SOLUTION
     return eig
 
 
@@ -271,7 +314,7 @@ def interpolate_models(
     """Loss and accuracy of ``theta(alpha) = (1 - alpha) theta_a + alpha theta_b`` on train and test data.
 
     ``alphas`` default: 31 points in ``[-1, 2]``. Returns arrays ``alpha``, ``train_loss``, ``train_acc``,
-    ``test_loss``, ``test_acc`` (accuracies NaN for ``loss='mse'``). The two models are left as they are;
+    ``test_loss``, ``test_acc`` (accuracies NaN for regression losses). The two models are left as they are;
     a copy is evaluated on ``device`` (None: ``model_a``'s device).
     """
     theta_a, theta_b = flat_params(model_a), flat_params(model_b)
@@ -290,9 +333,13 @@ def interpolate_models(
     }
     out = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
     for alpha in tqdm(alphas, desc="alpha", disable=not progress, leave=False):
+        # Load theta(alpha) into `probe` (set_flat_params), evaluate it on both splits (`evaluate` with loss_fn
+        # on device) and append its loss and accuracy to out["<split>_loss"] and out["<split>_acc"].
+        ### BEGIN SOLUTION
         set_flat_params(probe, (1 - alpha) * theta_a + alpha * theta_b)
         for split, batches in splits.items():
             stats = evaluate(probe, batches, loss_fn, device)
             out[f"{split}_loss"].append(stats["loss"])
             out[f"{split}_acc"].append(stats["acc"])
+        ### END SOLUTION
     return {"alpha": alphas, **{k: np.array(v) for k, v in out.items()}}

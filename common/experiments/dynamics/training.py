@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +26,14 @@ __all__ = [
     "shuffle_labels",
     "TrainConfig",
     "loss_function",
+    "private_global_rng",
     "train_model",
 ]
 
 #: Batch size of the evaluation passes (no gradients, so larger than training batches).
 EVAL_BATCH = 2048
+#: Loss names of ``TrainConfig.loss``: cross-entropy for classes, squared or absolute error for regression.
+LOSSES = {"ce": nn.CrossEntropyLoss, "mse": nn.MSELoss, "mae": nn.L1Loss}
 
 
 def make_mlp(in_dim: int, hidden_dims, out_dim: int, activation: str = "relu", seed: int | None = None) -> MLP:
@@ -64,7 +68,8 @@ def width_for_param_count(num_hidden_layers: int, target: int, in_dim: int = 1, 
 
 @dataclass
 class TensorData:
-    """A train/test split as tensors: ``X_* (N, D)`` float32, ``y_* (N,)`` int64 (or float for regression)."""
+    """A train/test split as tensors: ``X_* (N, D)`` (or images ``(N, 1, 28, 28)``) float32, ``y_* (N,)``
+    int64 (or float ``(N, 1)`` for regression)."""
 
     X_train: torch.Tensor
     y_train: torch.Tensor
@@ -81,9 +86,15 @@ def shuffle_labels(y: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 def mnist_tensors(
-    num_train: int | None = None, num_test: int | None = None, seed: int = 0, random_labels: bool = False, dataset=None
+    num_train: int | None = None,
+    num_test: int | None = None,
+    seed: int = 0,
+    random_labels: bool = False,
+    dataset=None,
+    images: bool = False,
 ) -> TensorData:
-    """MNIST as standardised, flattened tensors ``(N, 784)``; optional random subsets of the sizes given.
+    """MNIST as standardised, flattened tensors ``(N, 784)`` (``images=True``: ``(N, 1, 28, 28)``, for a CNN);
+    optional random subsets of the sizes given.
 
     ``random_labels=True`` replaces the training labels by a permutation of themselves (the test labels
     stay true). ``dataset``: an ``ImageData`` already loaded (default: ``common.data.images.load_mnist()``).
@@ -105,8 +116,10 @@ def mnist_tensors(
     Xtr, ytr = subset(dataset.X_train, dataset.y_train, num_train, "num_train")
     Xte, yte = subset(dataset.X_test, dataset.y_test, num_test, "num_test")
 
+    shape = (1, 28, 28) if images else (-1,)
+
     def to_tensor(X):
-        X = torch.from_numpy(X.reshape(len(X), -1).astype(np.float32) / 255.0)  # (N, 784)
+        X = torch.from_numpy(X.reshape(len(X), *shape).astype(np.float32) / 255.0)  # (N, 784) or (N, 1, 28, 28)
         return (X - MNIST_MEAN) / MNIST_STD
 
     y_train = torch.from_numpy(ytr.astype(np.int64))
@@ -126,8 +139,8 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9  # used by 'sgd' and 'rmsprop'
     weight_decay: float = 0.0
-    loss: str = "ce"  # 'ce' (classification) | 'mse' (regression)
-    data_seed: int = 0  # order of the mini-batches
+    loss: str = "ce"  # 'ce' (classification) | 'mse' or 'mae' (regression)
+    data_seed: int = 0  # order of the mini-batches and dropout masks
     eval_every: int = 1  # epochs between test evaluations (the last epoch is always evaluated)
     snapshot_every: int = 0  # epochs between weight snapshots; 0 = none
     record_steps: bool = True  # per-step loss and gradient norm
@@ -135,15 +148,28 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.loss not in ("ce", "mse"):
-            raise ValueError(f"loss must be 'ce' or 'mse', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
 
 
 def loss_function(name: str, reduction: str = "mean") -> nn.Module:
-    """``nn.CrossEntropyLoss`` for 'ce', ``nn.MSELoss`` for 'mse'."""
-    return nn.CrossEntropyLoss(reduction=reduction) if name == "ce" else nn.MSELoss(reduction=reduction)
+    """``nn.CrossEntropyLoss`` for 'ce', ``nn.MSELoss`` for 'mse', ``nn.L1Loss`` (mean absolute error) for 'mae'."""
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
+    return LOSSES[name](reduction=reduction)
+
+
+@contextmanager
+def private_global_rng(seed: int, device: torch.device):
+    """Run a block with torch's global generators (CPU and ``device``'s) seeded with ``seed`` and restored
+    afterwards: layers that draw from them, such as dropout, become reproducible and the caller's random
+    state is left as it was."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def train_model(
@@ -161,7 +187,9 @@ def train_model(
     (seconds since the start, per epoch), and with ``record_steps`` ``step_loss`` and ``grad_norm``.
     Added here: with ``snapshot_every``, ``snapshots`` (flat parameter arrays ``(P,)``, the first at
     initialisation) and ``snapshot_epoch``; ``final``: a clean evaluation after training,
-    ``{'train_loss', 'train_acc', 'test_loss', 'test_acc'}``. Accuracies are NaN for ``loss='mse'``.
+    ``{'train_loss', 'train_acc', 'test_loss', 'test_acc'}``. Accuracies are NaN for regression losses.
+    Dropout masks (if the model has dropout) are drawn from the global generators seeded with
+    ``config.data_seed`` inside a fork, so the caller's random state is untouched.
     """
     config = config or TrainConfig()
     device = device or get_device()
@@ -179,20 +207,21 @@ def train_model(
             snapshot_epochs.append(epoch)
 
     snapshot(0)
-    hist = fit(
-        model,
-        train,
-        opt,
-        config.epochs,
-        val_loader=test,
-        loss_fn=loss_fn,
-        device=device,
-        record_steps=config.record_steps,
-        eval_every=config.eval_every,
-        progress=progress,
-        desc=desc,
-        on_epoch_end=snapshot,
-    )
+    with private_global_rng(config.data_seed, torch.device(device)):  # dropout masks, if the model has dropout
+        hist = fit(
+            model,
+            train,
+            opt,
+            config.epochs,
+            val_loader=test,
+            loss_fn=loss_fn,
+            device=device,
+            record_steps=config.record_steps,
+            eval_every=config.eval_every,
+            progress=progress,
+            desc=desc,
+            on_epoch_end=snapshot,
+        )
     if config.snapshot_every:
         hist["snapshots"], hist["snapshot_epoch"] = snapshots, snapshot_epochs
     final_train = evaluate(model, TensorBatches(data.X_train, data.y_train, EVAL_BATCH), loss_fn, device)

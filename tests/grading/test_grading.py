@@ -1,0 +1,140 @@
+"""The grader end to end: the solved course grades full marks, the untouched student edition zero, realistic
+wrong implementations lose exactly their own exercise, correct alternatives written differently get full
+marks, and broken submissions (an endless loop, a syntax error, a deleted file, a tampered test) are graded
+correctly. Each grading runs the real checks in subprocesses, so these tests take a few minutes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from instructor import grade
+from instructor.markers import (
+    STUDENT_BEGIN,
+    STUDENT_END,
+    all_blocks,
+    fill_notebook,
+    fill_python,
+    read_notebook,
+    write_notebook,
+)
+from instructor.student import build
+from tests.grading.alternatives import ALTERNATIVES, HELPERS
+from tests.grading.wrong import WRONG
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def grader():
+    return grade.Grader(ROOT, workers=1, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edition") / "student"
+    build(ROOT, out, quiet=True)
+    return out
+
+
+def solved_submission(
+    edition: Path, into: Path, replace: dict[str, str] | None = None, helpers: dict[str, str] | None = None
+) -> Path:
+    """A copy of the student edition with every exercise written as the reference does, except the blocks in
+    ``replace`` (block id -> code, dedented), written as given there, and ``helpers`` (file -> code) appended
+    to their files. Answers are filled in too."""
+    replace = replace or {}
+    blocks = all_blocks(ROOT)
+    bodies: dict[str, dict[str, list[str]]] = {}
+    for b in blocks:
+        body = b.body
+        if b.id in replace:
+            body = [b.indent + line if line else line for line in textwrap.dedent(replace[b.id]).splitlines()]
+        bodies.setdefault(b.file, {})[b.name] = body
+    unknown = set(replace) - {b.id for b in blocks}
+    assert not unknown, f"no such blocks: {unknown}"
+    shutil.copytree(edition, into)
+    for file, file_bodies in bodies.items():
+        path = into / file
+        if file.endswith(".ipynb"):
+            nb = fill_notebook(read_notebook(path), file, file_bodies, new_begin=STUDENT_BEGIN, new_end=STUDENT_END)
+            write_notebook(nb, path)
+        else:
+            text = fill_python(path.read_text(), file, file_bodies, new_begin=STUDENT_BEGIN, new_end=STUDENT_END)
+            path.write_text(text + (helpers or {}).get(file, ""))
+    return into
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {r["id"]: r["status"] for r in report["exercises"]}
+
+
+def test_the_solved_course_grades_full_marks(grader):
+    report = grader.grade(ROOT)
+    failed = {r["id"]: r["first_failure"] for r in report["exercises"] if r["status"] != "passed"}
+    assert not failed
+    assert report["total"] == report["max"] > 0
+    assert all(text for text in report["answers"].values())
+
+
+def test_the_untouched_edition_grades_zero(grader, edition):
+    report = grader.grade(edition)
+    assert set(statuses(report).values()) == {"not started"}
+    assert report["total"] == 0
+    assert not any(report["answers"].values())
+
+
+def test_alternative_correct_implementations_get_full_marks(grader, edition, tmp_path):
+    sub = solved_submission(edition, tmp_path / "alternatives", ALTERNATIVES, HELPERS)
+    report = grader.grade(sub)
+    failed = {r["id"]: r["first_failure"] for r in report["exercises"] if r["status"] != "passed"}
+    assert not failed
+
+
+def test_each_wrong_or_broken_piece_costs_exactly_its_exercise(grader, edition, tmp_path):
+    replace = {block: code for block, (code, _) in WRONG.items()}
+    # an endless loop and a syntax error, each in one exercise
+    replace["common/layers.py::leaky_relu_forward"] = "while True:\n    pass\n"
+    replace["common/layers.py::tanh_forward"] = "out = np.tanh(x\ncache = out\n"
+    sub = solved_submission(edition, tmp_path / "broken", replace)
+    # a deleted file, a tampered test and a tampered Makefile change only what they touch
+    (sub / "common" / "classifiers" / "perceptron.py").unlink()
+    (sub / "tests" / "test_layers.py").write_text("def test_everything():\n    assert True\n")
+    (sub / "Makefile").write_text("all:\n\ttrue\n")
+    # a helper function and an import the student added to a file are kept
+    layers = sub / "common" / "layers.py"
+    layers.write_text(layers.read_text() + "\n\ndef _student_square(a):\n    return a * a\n")
+    report = grader.grade(sub)
+    lost = {r["id"] for r in report["exercises"] if r["status"] != "passed"}
+    expected = {exercise for _, exercise in WRONG.values()} | {
+        "common/layers.py::leaky_relu",
+        "common/layers.py::tanh",
+        "common/classifiers/perceptron.py::Perceptron.decision_function",
+        "common/classifiers/perceptron.py::Perceptron.forward",
+        "common/classifiers/perceptron.py::Perceptron.update",
+    }
+    assert lost == expected
+    by_id = {r["id"]: r for r in report["exercises"]}
+    assert "timed out" in by_id["common/layers.py::leaky_relu"]["first_failure"]
+    assert "syntax error" in by_id["common/layers.py::tanh"]["first_failure"]
+    assert by_id["common/classifiers/perceptron.py::Perceptron.update"]["status"] == "missing"
+    assert report["total"] == report["max"] - sum(by_id[e]["max"] for e in expected)
+
+
+def test_reports_gradebook_and_answers_are_written(grader, edition, tmp_path):
+    reports = [grader.grade(edition)]
+    reports[0]["student"] = "untouched"
+    grade.write_gradebook(reports, grader.exercises, grader.answers, tmp_path / "gradebook.csv")
+    grade.write_answers(reports, grader.answers, ROOT, tmp_path / "answers")
+    rows = (tmp_path / "gradebook.csv").read_text().splitlines()
+    assert rows[0].startswith("student,") and rows[1].startswith("untouched,")
+    assert len(rows[0].split(",")) == 1 + len(grader.exercises) + 1 + len(grader.answers) + 2
+    answer_files = sorted((tmp_path / "answers").glob("*.md"))
+    assert len(answer_files) == len(grader.answers)
+    assert "(no answer)" in answer_files[0].read_text()
+    table = grade.render_table(reports[0])
+    assert "total" in table and json.dumps(reports[0])

@@ -1,0 +1,181 @@
+"""The solution markers: parsing, stubbing, putting solutions back, reading a student's work, merging."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from instructor import grade
+from instructor.markers import (
+    ANSWER_STUB,
+    BEGIN,
+    END,
+    STUB_TAG,
+    STUDENT_BEGIN,
+    STUDENT_END,
+    MarkerError,
+    answer_meta,
+    code_solution_meta,
+    fill_notebook,
+    fill_python,
+    notebook_work,
+    parse_notebook,
+    parse_python,
+    parse_python_tolerant,
+    stub_notebook,
+    stub_python,
+)
+
+SOURCE = f'''"""A module."""
+import numpy as np
+
+
+def double(x):
+    """2x."""
+    # multiply by two
+    {BEGIN}
+    out = 2 * x
+    {END}
+    return out
+
+
+class Net:
+    def loss(self, x):
+        n = len(x)
+        # the mean of x
+        {BEGIN}
+        m = np.sum(x) / n
+        {END}
+        # and its square
+        {BEGIN}
+        s = m * m
+        {END}
+        return s
+'''
+
+
+def test_parse_names_hints_and_bodies():
+    blocks = parse_python(SOURCE, "m.py")
+    assert [b.name for b in blocks] == ["double", "Net.loss", "Net.loss#2"]
+    assert [b.id for b in blocks][0] == "m.py::double"
+    assert blocks[0].hint == ["    # multiply by two"]
+    assert blocks[1].body == ["        m = np.sum(x) / n"]
+    assert blocks[2].function == "Net.loss"
+
+
+def test_stub_and_fill_round_trip():
+    messages = {"double": "double is yours", "Net.loss": "loss is yours", "Net.loss#2": "loss2 is yours"}
+    stubbed = stub_python(SOURCE, "m.py", messages)
+    assert "2 * x" not in stubbed and "np.sum(x)" not in stubbed
+    assert stubbed.count(STUDENT_BEGIN) == 3 and "# multiply by two" in stubbed
+    assert 'raise NotImplementedError("double is yours")' in stubbed
+    bodies = {b.name: b.body for b in parse_python(SOURCE, "m.py")}
+    assert fill_python(stubbed, "m.py", bodies) == SOURCE
+    ns: dict = {}
+    exec(compile(stubbed, "m.py", "exec"), ns)
+    with pytest.raises(NotImplementedError, match="double is yours"):
+        ns["double"](1)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (f"def f():\n    {BEGIN}\n    x = 1\n", "has no"),
+        (f"def f():\n    {END}\n", "without"),
+        (f"def f():\n    {BEGIN}\n    {BEGIN}\n    {END}\n", "inside another"),
+        (f"{BEGIN}\nx = 1\n{END}\n", "inside a function"),
+        (f"def f():\n    {BEGIN}\n        x = 1\n        {END}\n", "not indented"),
+    ],
+)
+def test_bad_markers_raise(text, match):
+    with pytest.raises(MarkerError, match=match):
+        parse_python(text, "bad.py")
+
+
+def test_tolerant_parse_survives_a_syntax_error_elsewhere():
+    stubbed = stub_python(SOURCE, "m.py", {"double": "a", "Net.loss": "b", "Net.loss#2": "c"})
+    broken = stubbed.replace("    return out", "    return out +")  # a syntax error outside the blocks
+    found = parse_python_tolerant(broken, "m.py", STUDENT_BEGIN, STUDENT_END)
+    assert set(found) == {"double", "Net.loss", "Net.loss#2"}
+
+
+def _notebook():
+    return {
+        "cells": [
+            {"cell_type": "markdown", "id": "a", "metadata": {}, "source": ["## Part 1\n", "**Question.** Why?"]},
+            {
+                "cell_type": "markdown",
+                "id": "b",
+                "metadata": {"nbgrader": answer_meta("q1")},
+                "source": ["Because of the secret reason."],
+            },
+            {
+                "cell_type": "code",
+                "id": "c",
+                "metadata": {"nbgrader": code_solution_meta("c1")},
+                "execution_count": 3,
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": ["x"]}],
+                "source": ["# compute y\n", f"{BEGIN}\n", "y = secret_formula(3)\n", f"{END}\n", "print(y)"],
+            },
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def test_notebook_stub_fill_and_work():
+    nb = _notebook()
+    blocks = parse_notebook(nb, "n.ipynb")
+    assert [(b.name, b.kind) for b in blocks] == [("q1", "answer"), ("c1", "cell")]
+    student = stub_notebook(nb, "n.ipynb", {"c1": f"c1 {STUB_TAG}"})
+    text = json.dumps(student)
+    assert "secret" not in text and ANSWER_STUB in text
+    assert student["cells"][2]["outputs"] == [] and student["cells"][2]["execution_count"] is None
+    work = {"q1": ["Because of the secret reason."], "c1": ["y = secret_formula(3)"]}
+    restored = fill_notebook(student, "n.ipynb", work)
+    want = _notebook()
+    want["cells"][2]["outputs"], want["cells"][2]["execution_count"] = [], None
+    assert restored == want
+    assert notebook_work(restored, "n.ipynb") == work
+
+
+def test_solution_markers_in_an_unmarked_cell_are_refused():
+    nb = _notebook()
+    del nb["cells"][2]["metadata"]["nbgrader"]
+    with pytest.raises(MarkerError, match="not marked"):
+        parse_notebook(nb, "n.ipynb")
+
+
+def test_extras_keeps_new_helpers_and_imports_only():
+    instructor = "import numpy as np\n\ndef f(x):\n    return x\n"
+    student = "import numpy as np\nimport math\n\ndef f(x):\n    return 0\n\ndef _helper(y):\n    return math.sqrt(y)\n"
+    imports, defs = grade.extras(student, instructor)
+    assert imports == ["import math"]
+    assert defs == ["def _helper(y):\n    return math.sqrt(y)"]
+    assert grade.extras("def broken(:\n", instructor) == ([], [])
+
+
+def test_not_started_recognises_only_the_stub():
+    assert grade.not_started(['    raise NotImplementedError("f is yours to write: x")'])
+    assert not grade.not_started(["    out = 1", '    raise NotImplementedError("f is yours to write")'])
+    assert not grade.not_started(None)
+
+
+def test_zip_with_a_path_outside_is_refused(tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../escape.txt", "x")
+    with pytest.raises(ValueError, match="outside"):
+        grade.unpack(bad, tmp_path / "into")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_zip_finds_the_course_folder_inside(tmp_path):
+    good = tmp_path / "alice.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("alice-course/common/layers.py", "x = 1\n")
+    root = grade.unpack(good, tmp_path / "into")
+    assert (root / "common" / "layers.py").is_file()

@@ -1,0 +1,116 @@
+"""k-nearest neighbours: the three distance computations against each other and SciPy, voting and its ties."""
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from common.classifiers.k_nearest_neighbor import KNearestNeighbor
+from common.experiments.linear_classifiers import cross_validate_k
+
+METHODS = ["compute_distances_two_loops", "compute_distances_one_loop", "compute_distances_no_loops"]
+
+
+def _fitted(num_train=30, D=7, num_classes=4, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    knn = KNearestNeighbor()
+    knn.train(rng.standard_normal((num_train, D)).astype(dtype), rng.integers(num_classes, size=num_train))
+    return knn, rng
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("num_test,num_train,D", [(1, 1, 1), (5, 30, 7), (12, 40, 50)])
+def test_distances_match_scipy(method, num_test, num_train, D):
+    knn, rng = _fitted(num_train, D)
+    X = rng.standard_normal((num_test, D)) * 10
+    dists = getattr(knn, method)(X)
+    assert dists.shape == (num_test, num_train)
+    np.testing.assert_allclose(dists, cdist(X, knn.X_train), rtol=1e-10, atol=1e-10)
+
+
+def test_the_three_methods_agree_on_image_like_float32_data():
+    rng = np.random.default_rng(1)
+    X_train = rng.uniform(-128, 128, size=(50, 784)).astype(np.float32)
+    X_test = rng.uniform(-128, 128, size=(9, 784)).astype(np.float32)
+    knn = KNearestNeighbor()
+    knn.train(X_train, rng.integers(10, size=50))
+    two, one, none = (getattr(knn, m)(X_test) for m in METHODS)
+    np.testing.assert_allclose(one, two, rtol=1e-12)
+    np.testing.assert_allclose(none, two, rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_distance_of_a_training_point_to_itself_is_zero_not_nan(method):
+    knn, _ = _fitted(20, 30)
+    X = knn.X_train[:5] * 1e3 + 1e6  # large coordinates: ||x||^2 + ||t||^2 - 2 x.t cancels to round-off
+    knn.train(X, knn.y_train[:5])
+    dists = getattr(knn, method)(X)
+    assert np.all(np.isfinite(dists)) and np.all(dists >= 0)
+    np.testing.assert_allclose(np.diag(dists), 0.0, atol=1e-3 * np.abs(X).max())
+
+
+def test_k1_predicts_the_label_of_the_nearest_point():
+    knn = KNearestNeighbor()
+    knn.train(np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), np.array([2, 0, 1]))
+    X = np.array([[1.0, 1.0], [9.0, 1.0], [1.0, 9.0], [-3.0, -3.0]])
+    for num_loops in (0, 1, 2):
+        np.testing.assert_array_equal(knn.predict(X, k=1, num_loops=num_loops), [2, 0, 1, 2])
+
+
+def test_majority_vote_of_the_k_nearest():
+    knn = KNearestNeighbor()
+    knn.train(np.zeros((5, 1)), np.array([3, 1, 1, 3, 3]))
+    dists = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]])
+    np.testing.assert_array_equal(knn.predict_labels(dists, k=3), [1, 3])  # votes: {3, 1, 1} and {3, 3, 1}
+    np.testing.assert_array_equal(knn.predict_labels(dists, k=5), [3, 3])
+
+
+def test_ties_go_to_the_smaller_label():
+    knn = KNearestNeighbor()
+    knn.train(np.zeros((4, 1)), np.array([7, 2, 5, 2]))
+    dists = np.array([[0.1, 0.2, 0.9, 0.8], [0.3, 0.9, 0.1, 0.8], [0.2, 0.9, 0.1, 0.8]])
+    # row 0: nearest two are labels 7 and 2 -> 2; rows 1, 2: labels 5 and 7 -> 5
+    np.testing.assert_array_equal(knn.predict_labels(dists, k=2), [2, 5, 5])
+    # four nearest: 7, 2, 5, 2 -> 2 wins outright
+    np.testing.assert_array_equal(knn.predict_labels(dists, k=4), [2, 2, 2])
+
+
+def test_predict_agrees_across_implementations():
+    knn, rng = _fitted(60, 5, num_classes=3, seed=3)
+    X = rng.standard_normal((15, 5))
+    for k in (1, 3, 7):
+        preds = [knn.predict(X, k=k, num_loops=n) for n in (0, 1, 2)]
+        np.testing.assert_array_equal(preds[0], preds[1])
+        np.testing.assert_array_equal(preds[0], preds[2])
+        assert preds[0].shape == (15,) and set(preds[0]) <= {0, 1, 2}
+
+
+def test_bad_input_is_rejected_with_a_clear_error():
+    knn = KNearestNeighbor()
+    with pytest.raises(RuntimeError, match="train"):
+        knn.compute_distances_no_loops(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="flatten"):
+        knn.train(np.zeros((4, 2, 2)), np.zeros(4, dtype=int))
+    with pytest.raises(ValueError, match="labels"):
+        knn.train(np.zeros((4, 3)), np.zeros(3, dtype=int))
+    knn.train(np.zeros((4, 3)), np.arange(4))
+    with pytest.raises(ValueError, match=r"\(num_test, 3\)"):
+        knn.compute_distances_two_loops(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="num_loops"):
+        knn.predict(np.zeros((2, 3)), num_loops=3)
+    for k in (0, 5, 1.5):
+        with pytest.raises(ValueError, match="k must be"):
+            knn.predict_labels(np.zeros((2, 4)), k=k)
+
+
+def test_cross_validation_of_k_on_separated_clusters():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 20)
+    X = rng.standard_normal((60, 2)) * 0.3 + np.array([[0, 0], [5, 0], [0, 5]])[y]
+    order = rng.permutation(60)
+    accuracies = cross_validate_k(X[order], y[order], k_choices=[1, 3, 59 - 12], num_folds=5)
+    assert set(accuracies) == {1, 3, 47}
+    assert all(a.shape == (5,) for a in accuracies.values())
+    assert np.all(accuracies[1] == 1.0) and np.all(accuracies[3] == 1.0)
+    assert accuracies[47].mean() < 0.9  # a vote over most of the training set drifts to the majority class
+    with pytest.raises(ValueError, match="num_folds"):
+        cross_validate_k(X, y, [1], num_folds=1)
