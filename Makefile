@@ -17,7 +17,7 @@ JUPYTER_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: run test setup data lint unit notebooks build clean-venv help git-filter chromium test-browser \
-	student check-release grade checklist
+	student check-release grade grade-totals checklist
 .DEFAULT_GOAL := help
 
 help:
@@ -29,6 +29,7 @@ ifeq ($(EDITION),instructor)
 	@echo "make student        - write the student edition to dist/student"
 	@echo "make check-release  - prove the student edition sound (no leak, round trip, every exercise caught)"
 	@echo "make grade SUBMISSION=PATH | SUBMISSIONS=DIR   - grade one submission or a class"
+	@echo "make grade-totals   - recompute the gradebook's totals after marking written answers by hand"
 endif
 
 JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json $(VENV)/etc/jupyter/jupyter_server_config.py
@@ -138,6 +139,10 @@ student: $(VENV)/.installed
 
 check-release: $(VENV)/.installed data
 	$(PY) -m instructor.check_release
+
+# After marking the written answers in grades/gradebook.csv by hand: recompute its totals.
+grade-totals: $(VENV)/.installed
+	$(PY) -m instructor.grade --totals $(GRADE_ARGS)
 
 grade: $(VENV)/.installed data
 ifneq ($(SUBMISSIONS),)

@@ -200,6 +200,8 @@ class Solver:
                     if "learning_rate" in config:
                         config["learning_rate"] *= self.lr_decay
                 train_acc, val_acc = self._record_accuracy()
+                if bar is not None:  # the epoch's new validation accuracy, shown at once
+                    bar.set_postfix(loss=f"{self.loss_history[-1]:.3f}", val_acc=f"{val_acc:.3f}")
                 self._save_checkpoint()
                 if self.verbose:
                     print(f"(Epoch {self.epoch} / {self.num_epochs}) train acc: {train_acc:f}; val_acc: {val_acc:f}")

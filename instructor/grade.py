@@ -388,6 +388,10 @@ class Sandbox:
 _FRAME = re.compile(r"^(\S+\.py):(\d+):", re.M)
 
 
+# lines of pytest's assertion report that say nothing about the failure
+_PYTEST_NOISE = re.compile(r"\s*(Use -v to get (more|the full) diff|Full diff:|Omitting \d+ identical items)")
+
+
 def _junit_results(path: Path) -> dict[str, tuple[bool, str]]:
     """``{test id: (passed, first line of the failure)}``; parametrised cases fold into their test. A test
     stopped by its time limit gets the message ``Timeout`` followed by its innermost frames, ``file:line``."""
@@ -402,8 +406,13 @@ def _junit_results(path: Path) -> dict[str, tuple[bool, str]]:
         bad = [c for c in case if c.tag in ("failure", "error")]
         message = ""
         if bad:
-            raw = (bad[0].get("message") or "").strip() or (bad[0].text or "").strip()
-            message = next((ln.strip() for ln in raw.splitlines() if ln.strip()), "failed")[:200]
+            # pytest's message spreads one assertion over several lines ("assert a\n and b\n where ..."):
+            # joined into one line, it shows which part failed. Without a message, the traceback's first line.
+            lines = (bad[0].get("message") or "").splitlines()
+            raw = " ".join(" ".join(ln for ln in lines if not _PYTEST_NOISE.match(ln)).split())
+            if not raw:
+                raw = next((ln.strip() for ln in (bad[0].text or "").splitlines() if ln.strip()), "failed")
+            message = raw if len(raw) <= 240 else raw[:239] + "…"
             if "Timeout" in message:
                 frames = [f"{f}:{n}" for f, n in _FRAME.findall(bad[0].text or "")]
                 message = "Timeout " + " ".join(frames)
@@ -516,7 +525,11 @@ class ExerciseResult:
 
 
 def _checks_outcome(ex: Exercise, results: dict[str, tuple[bool, str]]) -> tuple[bool, str]:
-    for t in ex.tests:
+    # The failure reported first is one of the tests that call the exercise by name, from the module's own
+    # test file when one fails there: it points the student at the function, not at a model built on it.
+    direct = set(ex.direct)
+    own = f"tests/test_{Path(ex.file).stem}.py::"
+    for t in sorted(ex.tests, key=lambda t: (t not in direct, not t.startswith(own))):
         ok, msg = results.get(t, (False, "not run"))
         if not ok:
             return False, f"{t}: {msg}" if msg else t
@@ -720,32 +733,76 @@ def render_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_gradebook(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of an existing gradebook by student (column -> cell), or {} when there is none or it cannot
+    be read (then it is written afresh, with a warning)."""
+    if not path.exists():
+        return {}
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        print(f"warning: {path} cannot be read ({e}); writing it afresh", file=sys.stderr)
+        return {}
+    return {r["student"]: r for r in rows if r.get("student") and r["student"] != "(max)"}
+
+
 def write_gradebook(reports: list[dict], exercises: list[Exercise], answers: dict[str, float], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            ["student"]
-            + [ex.id for ex in exercises]
-            + ["exercises total"]
-            + [f"{aid} (/{pts:g})" for aid, pts in answers.items()]
-            + ["answers total", "total"]
-        )
-        for rep in sorted(reports, key=lambda r: r["student"]):
-            pts = {r["id"]: r["points"] for r in rep["exercises"]}
-            writer.writerow(
-                [rep["student"]]
-                + [f"{pts.get(ex.id, 0):g}" for ex in exercises]
-                + [f"{rep['total']:g}"]
-                + [""] * len(answers)
-                + ["", ""]
-            )
-        writer.writerow(
-            ["(max)"]
-            + [f"{ex.points:g}" for ex in exercises]
-            + [f"{sum(e.points for e in exercises):g}"]
-            + [f"{p:g}" for p in answers.values()]
-            + [f"{sum(answers.values()):g}", ""]
-        )
+    """Write the gradebook: a row per student, a column per exercise, per written answer and the totals.
+
+    An existing gradebook is merged, not replaced: the rows of students not in ``reports`` stay, and the marks
+    typed into the answer columns are kept for every student, so regrading one submission or recomputing the
+    totals after marking by hand (``--totals``) loses nothing. Totals add up the numbers in a row; an answer
+    not yet marked counts nothing. Written atomically."""
+    old = read_gradebook(path)
+    answer_cols = [f"{aid} (/{pts:g})" for aid, pts in answers.items()]
+    ex_cols = [ex.id for ex in exercises]
+    header = ["student", *ex_cols, "exercises total", *answer_cols, "answers total", "total"]
+    graded = {rep["student"]: rep for rep in reports}
+    rows = []
+    for student in sorted(set(old) | set(graded)):
+        before = old.get(student, {})
+        if student in graded:
+            pts = {r["id"]: r["points"] for r in graded[student]["exercises"]}
+            ex_cells = [f"{pts.get(c, 0):g}" for c in ex_cols]
+        else:
+            ex_cells = [before.get(c) or "" for c in ex_cols]
+        ans_cells = [(before.get(c) or "").strip() for c in answer_cols]
+        ex_total = sum(v for v in map(_number, ex_cells) if v is not None)
+        marks = [v for v in map(_number, ans_cells) if v is not None]
+        ans_total = f"{sum(marks):g}" if marks else ""
+        rows.append([student, *ex_cells, f"{ex_total:g}", *ans_cells, ans_total, f"{ex_total + sum(marks):g}"])
+    ex_max = sum(e.points for e in exercises)
+    ans_max = sum(answers.values())
+    rows.append(
+        ["(max)", *[f"{e.points:g}" for e in exercises], f"{ex_max:g}", *[f"{p:g}" for p in answers.values()]]
+        + [f"{ans_max:g}", f"{ex_max + ans_max:g}"]
+    )
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    os.replace(tmp, path)
+
+
+def read_reports(folder: Path) -> list[dict]:
+    """Every per-student JSON report in ``folder`` (the gradebook and answers are built from all of them)."""
+    reports = []
+    for p in sorted(folder.glob("*.json")):
+        try:
+            rep = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            print(f"warning: skipping {p}: not a readable report ({e})", file=sys.stderr)
+            continue
+        if isinstance(rep, dict) and {"student", "exercises", "answers"} <= rep.keys():
+            reports.append(rep)
+    return reports
 
 
 def _question_text(root: Path, answer_id: str) -> str:
@@ -788,8 +845,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "grades", help="where reports go (default grades/)")
     parser.add_argument("--workers", type=int, default=2, help="submissions graded in parallel (default 2)")
     parser.add_argument("--list", action="store_true", help="list the exercises and answers with their points")
+    parser.add_argument(
+        "--totals", action="store_true", help="recompute the gradebook's totals after marking answers by hand"
+    )
     args = parser.parse_args(argv)
     grader = Grader(ROOT, workers=max(1, args.workers))
+    if args.totals:
+        book = args.out / "gradebook.csv"
+        if not book.exists():
+            parser.error(f"no gradebook at {book}: grade the submissions first (make grade SUBMISSIONS=DIR)")
+        write_gradebook([], grader.exercises, grader.answers, book)
+        print(f"totals recomputed in {book}")
+        return 0
     if args.list:
         for ex in grader.exercises:
             print(f"{ex.points:>4g}  {ex.id}  ({len(ex.tests)} tests)")
@@ -812,9 +879,11 @@ def main(argv=None) -> int:
         print(f"{len(reports)} submissions graded in {time.perf_counter() - start:.0f} s")
     for rep in reports:
         (args.out / f"{rep['student']}.json").write_text(json.dumps(rep, indent=1) + "\n")
-    write_gradebook(reports, grader.exercises, grader.answers, args.out / "gradebook.csv")
-    write_answers(reports, grader.answers, ROOT, args.out / "answers")
-    print(f"reports, gradebook.csv and answers/ in {args.out}")
+    # The gradebook and the answer files cover every report in the folder, not only this run's.
+    everyone = read_reports(args.out)
+    write_gradebook(everyone, grader.exercises, grader.answers, args.out / "gradebook.csv")
+    write_answers(everyone, grader.answers, ROOT, args.out / "answers")
+    print(f"reports, gradebook.csv and answers/ in {args.out} ({len(everyone)} students)")
     return 0
 
 

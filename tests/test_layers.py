@@ -47,7 +47,8 @@ def test_affine_backward(x_shape, M):
     dout = rng.standard_normal((x_shape[0], M))
     out, cache = layers.affine_forward(x, w, b)
     dx, dw, db = layers.affine_backward(dout, cache)
-    assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
+    for name, grad, like in ("dx", dx, x), ("dw", dw, w), ("db", db, b):
+        assert grad.shape == like.shape, f"{name} has shape {grad.shape}; it must match its input's {like.shape}"
     assert rel_error(dx, eval_numerical_gradient_array(lambda x: layers.affine_forward(x, w, b)[0], x, dout)) < NUM_TOL
     assert rel_error(dw, eval_numerical_gradient_array(lambda w: layers.affine_forward(x, w, b)[0], w, dout)) < NUM_TOL
     assert rel_error(db, eval_numerical_gradient_array(lambda b: layers.affine_forward(x, w, b)[0], b, dout)) < NUM_TOL
@@ -327,9 +328,11 @@ def test_dropout_forward_statistics(p):
     x = _rng(11).standard_normal((500, 500)) + 10
     out, (_, mask) = layers.dropout_forward(x, {"mode": "train", "p": p, "seed": 123})
     kept = out != 0
-    assert abs(kept.mean() - p) < 0.01  # p is the KEEP probability
-    assert np.allclose(out[kept], x[kept] / p)  # inverted dropout: survivors scaled by 1/p
-    assert abs(out.mean() - x.mean()) < 0.05 * x.mean()  # expectation preserved
+    assert abs(kept.mean() - p) < 0.01, (
+        f"kept a fraction {kept.mean():.3f} of the units; p={p} is the probability of KEEPING one"
+    )
+    assert np.allclose(out[kept], x[kept] / p), "inverted dropout scales the kept units by 1/p"
+    assert abs(out.mean() - x.mean()) < 0.05 * x.mean(), "in train mode the expected output must equal the input"
     assert np.array_equal(out, x * mask)
     out_test, _ = layers.dropout_forward(x, {"mode": "test", "p": p})
     assert np.array_equal(out_test, x)

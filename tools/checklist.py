@@ -74,6 +74,12 @@ def status(exercise: dict, results: dict[str, bool], root: Path = ROOT) -> str:
     return "passing" if all(seen) else "failing"
 
 
+def first_failing(exercise: dict, results: dict[str, bool]) -> str | None:
+    """The first check of this exercise that failed in the test run (a test id or a notebook), if any."""
+    checks = exercise["tests"] or ([exercise["notebook"]] if exercise["notebook"] else [])
+    return next((c for c in checks if results.get(c) is False), None)
+
+
 def _stub_present(text: str, function: str) -> bool:
     return f'"{function} {STUB_TAG}' in text
 
@@ -95,6 +101,8 @@ def main(argv=None) -> int:
         counts[st] = counts.get(st, 0) + 1
         mark = {"passing": "[x]", "failing": "[!]", "not started": "[ ]", "not run": "[?]"}[st]
         print(f"{mark} {ex['function']:<44} {ex['file']:<40} {st}")
+        if st == "failing" and (check := first_failing(ex, results)):
+            print(f"{'':4}first failing check: {check}")
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     print(f"\n{len(exercises)} exercises: {summary}")
     return 0 if counts.get("passing", 0) == len(exercises) else 1

@@ -138,3 +138,34 @@ def test_reports_gradebook_and_answers_are_written(grader, edition, tmp_path):
     assert "(no answer)" in answer_files[0].read_text()
     table = grade.render_table(reports[0])
     assert "total" in table and json.dumps(reports[0])
+
+
+def test_gradebook_merges_rows_and_keeps_hand_marks(tmp_path):
+    """Regrading one student keeps the others' rows and every mark typed into the answer columns, and the
+    totals add the marks; an unreadable gradebook is written afresh."""
+    exercises = [
+        grade.Exercise(id="a.py::f", file="a.py", family="f", points=2),
+        grade.Exercise(id="a.py::g", file="a.py", family="g", points=1),
+    ]
+    answers = {"nb.ipynb::q1": 1.0, "nb.ipynb::q2": 2.0}
+
+    def report(student, f, g):
+        return {"student": student, "exercises": [{"id": "a.py::f", "points": f}, {"id": "a.py::g", "points": g}]}
+
+    book = tmp_path / "gradebook.csv"
+    grade.write_gradebook([report("ann", 2, 0), report("ben", 0, 1)], exercises, answers, book)
+    rows = {r["student"]: r for r in grade.read_gradebook(book).values()}
+    assert rows["ann"]["exercises total"] == "2" and rows["ann"]["total"] == "2" and rows["ann"]["answers total"] == ""
+    # the instructor marks ann's answers by hand, then ben is regraded
+    text = book.read_text().replace("ann,2,0,2,,,,2", "ann,2,0,2,1,1.5,,2")
+    assert text != book.read_text()
+    book.write_text(text)
+    grade.write_gradebook([report("ben", 2, 1)], exercises, answers, book)
+    rows = grade.read_gradebook(book)
+    assert rows["ann"]["nb.ipynb::q1 (/1)"] == "1" and rows["ann"]["answers total"] == "2.5"
+    assert rows["ann"]["total"] == "4.5"
+    assert rows["ben"]["exercises total"] == "3" and rows["ben"]["total"] == "3"
+    assert book.read_text().splitlines()[-1] == "(max),2,1,3,1,2,3,6"
+    book.write_bytes(b"\xff\xfe\x00garbage")
+    grade.write_gradebook([report("cat", 0, 0)], exercises, answers, book)
+    assert set(grade.read_gradebook(book)) == {"cat"}
