@@ -37,6 +37,8 @@ class _Unit:
     module: str
     qualname: str
     refs: set[str] = field(default_factory=set)
+    # the same without what the file imports from other libraries (``torch.Generator`` is not ours)
+    own_refs: set[str] = field(default_factory=set)
 
     @property
     def handles(self) -> set[str]:
@@ -50,20 +52,41 @@ def _library_units(root: Path) -> list[_Unit]:
     for path in library_files(root):
         tree = ast.parse(path.read_text())
         module = path.relative_to(root).as_posix()
+        binds = _bindings(tree, root)
+
+        def unit(qualname, node, module=module, binds=binds):
+            own = {name for _, name in _resolved_refs(node, binds)}
+            return _Unit(module, qualname, _names(node), own)
+
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                units.append(_Unit(module, node.name, _names(node)))
+                units.append(unit(node.name, node))
             elif isinstance(node, ast.ClassDef):
                 for item in node.body:
                     if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        units.append(_Unit(module, f"{node.name}.{item.name}", _names(item)))
-                units.append(_Unit(module, node.name, _names(node)))
+                        units.append(unit(f"{node.name}.{item.name}", item))
+                units.append(unit(node.name, node))
     return units
 
 
 def _handles_of(block: Block) -> set[str]:
     parts = block.function.split(".")
     return {parts[0]} if len(parts) > 1 else {parts[-1]}
+
+
+def reaching_pairs(block: Block, units: list[_Unit]) -> set[tuple[str, str]]:
+    """Like :func:`reaching_names`, with the library file each handle is defined in: ``(file, handle)``."""
+    pairs = {(block.file, h) for h in _handles_of(block)}
+    changed = True
+    while changed:
+        changed = False
+        names = {h for _, h in pairs}
+        for unit in units:
+            new = {(unit.module, h) for h in unit.handles}
+            if unit.own_refs & names and not new <= pairs:
+                pairs |= new
+                changed = True
+    return pairs
 
 
 def reaching_names(block: Block, units: list[_Unit]) -> set[str]:
@@ -121,18 +144,67 @@ class TestIndex:
         return sorted(hits, key=lambda node: not (self.tests[node] & direct))
 
 
+def _bindings(tree: ast.Module, root: Path) -> dict[str, tuple[str, str | None]]:
+    """What a notebook's imports bind: name -> (module, imported name), or (module, None) for a module."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out[a.asname or a.name.split(".")[0]] = (a.name if a.asname else a.name.split(".")[0], None)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                is_module = node.module.startswith("common") and (
+                    (root / (sub.replace(".", "/") + ".py")).is_file() or (root / sub.replace(".", "/")).is_dir()
+                )
+                out[a.asname or a.name] = (sub, None) if is_module else (node.module, a.name)
+    return out
+
+
+def _resolved_refs(tree: ast.AST, binds: dict[str, tuple[str, str | None]]) -> set[tuple[str | None, str]]:
+    """What a cell refers to, as ``(module, name)`` when the notebook's imports say where ``name`` comes from,
+    else ``(None, name)``. Names and attributes of other libraries (``torch.Generator``) are left out."""
+    out: set[tuple[str | None, str]] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name):
+            module, name = binds.get(n.id, (None, None))
+            if module is None:
+                out.add((None, n.id))
+            elif name is not None and module.startswith("common"):
+                out.add((module, name))
+        elif isinstance(n, ast.Attribute):
+            left = n.value  # the chain's leftmost name: ``np`` in ``np.random.Generator``
+            while isinstance(left, ast.Attribute):
+                left = left.value
+            module, name = binds.get(left.id, (None, None)) if isinstance(left, ast.Name) else (None, None)
+            if module is None:
+                out.add((None, n.attr))
+            elif name is None and module.startswith("common"):
+                out.add((module if n.value is left else None, n.attr))
+    return out
+
+
+def _defined_in(module: str, file: str) -> bool:
+    """Whether names imported from dotted ``module`` can be the ones defined in library ``file``."""
+    path = module.replace(".", "/")
+    return file == f"{path}.py" or file.startswith(f"{path}/")
+
+
 @dataclass
 class NotebookIndex:
-    """Per notebook: the names each code cell refers to, and the section heading above each cell."""
+    """Per notebook: the names each code cell refers to, and the section heading above each cell; and the
+    same references resolved through the notebook's imports (``resolved``), to say where a student first
+    meets a function."""
 
     cells: dict[str, list[tuple[set[str], str]]]
+    resolved: dict[str, list[set[tuple[str | None, str]]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, root: Path) -> NotebookIndex:
-        cells = {}
+        cells, resolved = {}, {}
         for path in notebook_files(root):
             rel = path.relative_to(root).as_posix()
-            section, rows = "", []
+            section, rows, trees = "", [], []
             for cell in read_notebook(path)["cells"]:
                 text = cell_source(cell)
                 if cell["cell_type"] == "markdown":
@@ -148,20 +220,36 @@ class NotebookIndex:
                         *[_names(n) for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom))]
                     )
                 except SyntaxError:
+                    tree = None
                     refs = set(re.findall(r"[A-Za-z_]\w*", text))
                 rows.append((refs, section))
+                trees.append(tree)
             cells[rel] = rows
-        return cls(cells)
+            binds = _bindings(ast.Module(body=[t for t in trees if t is not None], type_ignores=[]), root)
+            resolved[rel] = [
+                {(None, r) for r in refs}
+                if tree is None
+                else set().union(
+                    *[_resolved_refs(n, binds) for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+                )
+                for tree, (refs, _) in zip(trees, rows)
+            ]
+        return cls(cells, resolved)
 
     def reaching(self, names: set[str]) -> list[str]:
         return [nb for nb, rows in self.cells.items() if any(refs & names for refs, _ in rows)]
 
-    def first_use(self, names: set[str], order: list[str]) -> tuple[str, str] | None:
-        """``(notebook, section)`` of the first cell, in course order, that refers to one of ``names``."""
-        for nb in order:
-            for refs, section in self.cells.get(nb, []):
-                if refs & names:
-                    return nb, section
+    def first_use(self, pairs: set[tuple[str, str]], order: list[str]) -> tuple[str, str, tuple[int, int]] | None:
+        """``(notebook, section, (notebook's place in the course, code cell's place in it))`` of the first cell,
+        in course order, that refers to one of ``pairs`` (``(library file, name)``), as its imports resolve."""
+        names = {h for _, h in pairs}
+        for i, nb in enumerate(order):
+            for j, ((_, section), refs) in enumerate(zip(self.cells.get(nb, []), self.resolved.get(nb, []))):
+                for module, name in refs:
+                    if name in names and (
+                        module is None or any(h == name and _defined_in(module, f) for f, h in pairs)
+                    ):
+                        return nb, section, (i, j)
         return None
 
 
@@ -187,6 +275,8 @@ class ReachMap:
     notebooks: dict[str, list[str]]
     located: dict[str, tuple[str, str]]
     direct: dict[str, list[str]] = field(default_factory=dict)
+    # where ``located`` is in the course: (notebook's place in the README's order, code cell's place in it)
+    position: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, root: Path, blocks: list[Block], test_folders=("tests",)) -> ReachMap:
@@ -194,19 +284,24 @@ class ReachMap:
         units = _library_units(root)
         tindex, nindex = TestIndex.build(root, test_folders), NotebookIndex.build(root)
         order = course_order(root)
-        tests, notebooks, located, direct = {}, {}, {}, {}
+        tests, notebooks, located, direct, position = {}, {}, {}, {}, {}
+        unplaced = (len(order), 0)
         for block in blocks:
             if block.kind in ("cell", "answer"):
                 tests[block.id], notebooks[block.id], direct[block.id] = [], [block.file], []
                 located[block.id] = (block.file, _section_of_cell(root / block.file, block.start))
+                place = order.index(block.file) if block.file in order else len(order)
+                position[block.id] = (place, block.start)
                 continue
             names = reaching_names(block, units)
             tests[block.id] = tindex.reaching(names, _handles_of(block))
             direct[block.id] = tindex.reaching(_handles_of(block))
             notebooks[block.id] = [nb for nb in order if nb in set(nindex.reaching(names))]
-            first = nindex.first_use(_handles_of(block), order) or nindex.first_use(names, order)
-            located[block.id] = first or ("", "")
-        return cls(tests, notebooks, located, direct)
+            own = {(block.file, h) for h in _handles_of(block)}
+            first = nindex.first_use(own, order) or nindex.first_use(reaching_pairs(block, units), order)
+            located[block.id] = first[:2] if first else ("", "")
+            position[block.id] = first[2] if first else unplaced
+        return cls(tests, notebooks, located, direct, position)
 
 
 def _section_of_cell(path: Path, index: int) -> str:

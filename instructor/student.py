@@ -102,16 +102,20 @@ def exercise_table(blocks: list[Block], reach: ReachMap) -> list[dict]:
                 "tests": [t for t in reach.tests.get(b.id, []) if not t.startswith("tests/hidden/")],
             }
         )
-    order = {nb: i for i, nb in enumerate(dict.fromkeys(r["notebook"] for r in rows if r["notebook"]))}
-    return sorted(rows, key=lambda r: (r["kind"] == "answer", order.get(r["notebook"], len(order))))
+    # answers last; exercises in the order a student meets them: notebook by notebook as the README lists
+    # them, cell by cell (blocks first met in the same cell keep their order in the file)
+    place = {b.id: reach.position.get(b.id, (1 << 30, 0)) for b in blocks}
+    return sorted(rows, key=lambda r: (r["kind"] == "answer", place[r["id"]]))
 
 
 def render_readme(template: str, rows: list[dict]) -> str:
     lines = ["| # | what to write | where | first checked in |", "|---|---|---|---|"]
-    n = 0
+    n, seen = 0, set()
     for r in rows:
-        if r["kind"] == "answer":
+        # a function with several blocks is one row
+        if r["kind"] == "answer" or (r["file"], r["function"]) in seen:
             continue
+        seen.add((r["file"], r["function"]))
         n += 1
         where = r["file"] if r["kind"] == "code" else f"{r['file']} (cell `{r['name']}`)"
         check = f"{r['notebook']}, {r['section']}" if r["notebook"] else "unit tests"

@@ -91,16 +91,25 @@ def main(argv=None) -> int:
     if not EXERCISES.is_file():
         print("no tools/exercises.json: this is not a student edition (nothing to check off)")
         return 0
-    exercises = [e for e in json.loads(EXERCISES.read_text())["exercises"] if e["kind"] != "answer"]
+    by_function: dict[tuple[str, str], dict] = {}
+    for e in json.loads(EXERCISES.read_text())["exercises"]:
+        if e["kind"] == "answer":
+            continue
+        # a function with several blocks is one line, checked by the checks of all its blocks
+        first = by_function.setdefault((e["file"], e["function"]), {**e, "tests": []})
+        first["tests"] += [t for t in e["tests"] if t not in first["tests"]]
+    exercises = list(by_function.values())
     results = read_reports(args.reports)
     counts: dict[str, int] = {}
     print("\nExercise checklist")
-    print(f"{'':3}{'exercise':<44} {'file':<40} status")
+    wn = max([len("exercise")] + [len(e["function"]) for e in exercises])
+    wf = max([len("file")] + [len(e["file"]) for e in exercises])
+    print(f"{'':4}{'exercise':<{wn}} {'file':<{wf}} status")
     for ex in exercises:
         st = status(ex, results)
         counts[st] = counts.get(st, 0) + 1
         mark = {"passing": "[x]", "failing": "[!]", "not started": "[ ]", "not run": "[?]"}[st]
-        print(f"{mark} {ex['function']:<44} {ex['file']:<40} {st}")
+        print(f"{mark} {ex['function']:<{wn}} {ex['file']:<{wf}} {st}")
         if st == "failing" and (check := first_failing(ex, results)):
             print(f"{'':4}first failing check: {check}")
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))

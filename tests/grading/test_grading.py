@@ -169,3 +169,11 @@ def test_gradebook_merges_rows_and_keeps_hand_marks(tmp_path):
     book.write_bytes(b"\xff\xfe\x00garbage")
     grade.write_gradebook([report("cat", 0, 0)], exercises, answers, book)
     assert set(grade.read_gradebook(book)) == {"cat"}
+
+
+def test_the_edition_leaves_out_what_only_instructors_see(edition):
+    for path in ("instructor", "tests/hidden", "tests/grading", "INSTRUCTORS.md", "bench/RESULTS.md", ".ci"):
+        assert not (edition / path).exists(), f"{path} reached the student edition"
+    assert (ROOT / "tests" / "hidden").is_dir() and (edition / "tools" / "exercises.json").is_file()
+    assert (edition / "tests" / "test_layers.py").is_file()
+    assert "{{EXERCISES}}" not in (edition / "README.md").read_text()

@@ -179,3 +179,22 @@ def test_zip_finds_the_course_folder_inside(tmp_path):
         zf.writestr("alice-course/common/layers.py", "x = 1\n")
     root = grade.unpack(good, tmp_path / "into")
     assert (root / "common" / "layers.py").is_file()
+
+
+def test_first_use_follows_the_notebooks_imports():
+    """Where a student first meets a function is found through the notebook's imports: a name imported from
+    another module (the NumPy ``MLP`` in MLP_Moons) or another library (``torch.Generator``) is not it."""
+    from pathlib import Path
+
+    from instructor.markers import all_blocks
+    from instructor.reach import ReachMap
+
+    root = Path(__file__).resolve().parents[2]
+    reach = ReachMap.build(root, all_blocks(root))
+    assert reach.located["common/torch_models/mlp.py::MLP.__init__"][0] == "assignment2/PyTorch.ipynb"
+    assert reach.located["common/classifiers/mlp.py::Linear.forward"][0] == "assignment1/MLP_Moons.ipynb"
+    assert reach.located["common/torch_models/gan.py::Generator.__init__"][0] == "assignment3/GAN_MNIST.ipynb"
+    assert reach.located["common/layers.py::affine_forward"] == ("assignment1/FullyConnectedNets.ipynb", "Affine layer")
+    # the exercises are listed in the order a student meets them
+    first = min(reach.position.values())
+    assert [b for b, p in reach.position.items() if p == first][0].startswith("common/classifiers/perceptron.py")
