@@ -392,6 +392,10 @@ _FRAME = re.compile(r"^(\S+\.py):(\d+):", re.M)
 _PYTEST_NOISE = re.compile(r"\s*(Use -v to get (more|the full) diff|Full diff:|Omitting \d+ identical items)")
 
 
+# what pytest appends to a message it shortened for the JUnit report
+_JUNIT_TRUNCATED = re.compile(r"\s*\[\+\d+ more lines?; full report in element text\]")
+
+
 def _junit_results(path: Path) -> dict[str, tuple[bool, str]]:
     """``{test id: (passed, first line of the failure)}``; parametrised cases fold into their test. A test
     stopped by its time limit gets the message ``Timeout`` followed by its innermost frames, ``file:line``."""
@@ -410,6 +414,7 @@ def _junit_results(path: Path) -> dict[str, tuple[bool, str]]:
             # joined into one line, it shows which part failed. Without a message, the traceback's first line.
             lines = (bad[0].get("message") or "").splitlines()
             raw = " ".join(" ".join(ln for ln in lines if not _PYTEST_NOISE.match(ln)).split())
+            raw = _JUNIT_TRUNCATED.sub("", raw).strip()
             if not raw:
                 raw = next((ln.strip() for ln in (bad[0].text or "").splitlines() if ln.strip()), "failed")
             message = raw if len(raw) <= 240 else raw[:239] + "…"

@@ -102,6 +102,15 @@ def reaching_names(block: Block, units: list[_Unit]) -> set[str]:
     return names
 
 
+def _assigned_names(node: ast.stmt) -> list[str]:
+    """The names a plain module-level assignment (``X = ...``, ``X: T = ...``) binds; [] for anything else."""
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+        return [t.id for t in node.targets]
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        return [node.target.id]
+    return []
+
+
 @dataclass
 class TestIndex:
     """Test node ids (``tests/test_x.py::test_name``) with the names each test reaches, helpers included."""
@@ -118,9 +127,15 @@ class TestIndex:
                 module_refs, helpers, aliases = set(), {}, {}
                 for node in tree.body:
                     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                        helpers[node.name] = _names(node)
+                        # a test's arguments name the fixtures it uses
+                        args = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
+                        helpers[node.name] = _names(node) | args
                     elif isinstance(node, (ast.Import, ast.ImportFrom)):
                         aliases.update({a.asname: a.name.split(".")[-1] for a in node.names if a.asname})
+                    elif _assigned_names(node):
+                        # a module-level table (``ACTIVATIONS = {...}``) reaches only the tests that use it
+                        for target in _assigned_names(node):
+                            helpers[target] = helpers.get(target, set()) | _names(node.value)
                     else:
                         module_refs |= _names(node)
                 # helpers (fixtures, check functions, parametrisation lists) count for every test using them

@@ -100,6 +100,7 @@ def exercise_table(blocks: list[Block], reach: ReachMap) -> list[dict]:
                 "notebook": nb,
                 "section": section,
                 "tests": [t for t in reach.tests.get(b.id, []) if not t.startswith("tests/hidden/")],
+                "direct": [t for t in reach.direct.get(b.id, []) if not t.startswith("tests/hidden/")],
             }
         )
     # answers last; exercises in the order a student meets them: notebook by notebook as the README lists

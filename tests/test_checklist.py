@@ -58,3 +58,19 @@ def test_deleted_markers_count_as_failing(tmp_path):
     (root / "common").mkdir(parents=True)
     (root / "common" / "layers.py").write_text("def affine_forward(x, w, b):\n    return x @ w + b\n")
     assert checklist.status(_exercise([]), {}, root) == "failing"
+
+
+def test_the_tests_that_call_the_function_decide_when_there_are_some(tmp_path):
+    """A model test that fails because of another exercise does not mark this one failing."""
+    root = _tree(tmp_path / "course", "return x @ w + b")
+    ex = {
+        **_exercise(["tests/test_layers.py::test_affine_forward", "tests/test_layers.py::test_two_layer_net"]),
+        "direct": ["tests/test_layers.py::test_affine_forward"],
+    }
+    _junit(tmp_path / "r", {"test_affine_forward": True, "test_two_layer_net": False})
+    results = checklist.read_reports(tmp_path / "r")
+    assert checklist.status(ex, results, root) == "passing"
+    _junit(tmp_path / "r2", {"test_affine_forward": False, "test_two_layer_net": False})
+    results = checklist.read_reports(tmp_path / "r2")
+    assert checklist.status(ex, results, root) == "failing"
+    assert checklist.first_failing(ex, results) == "tests/test_layers.py::test_affine_forward"

@@ -57,6 +57,15 @@ def _block_text(path: Path, exercise: dict) -> str | None:
     return text if STUDENT_BEGIN in text else None
 
 
+def checks_of(exercise: dict) -> list[str]:
+    """The checks that decide an exercise here: the tests that call it by name (so a mistake in another
+    exercise, used by a model built on both, does not mark this one failing), else every test that can reach
+    it, else its notebook. Grading is stricter: it also runs the models, with the other exercises solved."""
+    return (
+        exercise.get("direct") or exercise.get("tests") or ([exercise["notebook"]] if exercise.get("notebook") else [])
+    )
+
+
 def status(exercise: dict, results: dict[str, bool], root: Path = ROOT) -> str:
     """'passing', 'failing', 'not started' or 'not run' for one exercise."""
     path = root / exercise["file"]
@@ -67,8 +76,7 @@ def status(exercise: dict, results: dict[str, bool], root: Path = ROOT) -> str:
         return "not started"
     if exercise["kind"] == "cell" and f"{exercise['name']} {STUB_TAG}" in text:
         return "not started"
-    checks = exercise["tests"] or ([exercise["notebook"]] if exercise["notebook"] else [])
-    seen = [results[c] for c in checks if c in results]
+    seen = [results[c] for c in checks_of(exercise) if c in results]
     if not seen:
         return "not run"
     return "passing" if all(seen) else "failing"
@@ -76,8 +84,7 @@ def status(exercise: dict, results: dict[str, bool], root: Path = ROOT) -> str:
 
 def first_failing(exercise: dict, results: dict[str, bool]) -> str | None:
     """The first check of this exercise that failed in the test run (a test id or a notebook), if any."""
-    checks = exercise["tests"] or ([exercise["notebook"]] if exercise["notebook"] else [])
-    return next((c for c in checks if results.get(c) is False), None)
+    return next((c for c in checks_of(exercise) if results.get(c) is False), None)
 
 
 def _stub_present(text: str, function: str) -> bool:
@@ -96,8 +103,9 @@ def main(argv=None) -> int:
         if e["kind"] == "answer":
             continue
         # a function with several blocks is one line, checked by the checks of all its blocks
-        first = by_function.setdefault((e["file"], e["function"]), {**e, "tests": []})
-        first["tests"] += [t for t in e["tests"] if t not in first["tests"]]
+        first = by_function.setdefault((e["file"], e["function"]), {**e, "tests": [], "direct": []})
+        for key in ("tests", "direct"):
+            first[key] += [t for t in e.get(key, []) if t not in first[key]]
     exercises = list(by_function.values())
     results = read_reports(args.reports)
     counts: dict[str, int] = {}
