@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from instructor.markers import (
 )
 from instructor.reach import ReachMap
 from instructor.student import EXERCISES_JSON, ROOT, build, course_files, is_excluded, stub_message
+from instructor.workspace import QUICK_CHECK_ENV, copy_instructor_tree
 
 #: Files the edition writes itself rather than copying.
 EDITION_ONLY = ("README.md", EXERCISES_JSON)
@@ -146,27 +146,8 @@ class Caught:
     note: str = ""
 
 
-def _make_worker(root: Path, where: Path) -> Path:
-    """A copy of the instructor tree to mutate one block at a time (datasets linked, not copied)."""
-    ignore = shutil.ignore_patterns(
-        ".git", ".venv", "dist", ".cache", "datasets", "__pycache__", "*.egg-info", ".ipynb_checkpoints", "build"
-    )
-    shutil.copytree(root, where, ignore=ignore, symlinks=True)
-    (where / "datasets").symlink_to(root / "datasets")
-    return where
-
-
 def _env(worker: Path) -> dict:
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(worker),
-        COURSE_QUICK="1",
-        MPLBACKEND="Agg",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        COURSE_CACHE_DIR=str(worker / ".cache"),
-        PYTHONDONTWRITEBYTECODE="1",
-    )
+    env = dict(os.environ, **QUICK_CHECK_ENV, PYTHONPATH=str(worker), COURSE_CACHE_DIR=str(worker / ".cache"))
     env.pop("COURSE_DATA_DIR", None)
     return env
 
@@ -277,7 +258,7 @@ def check_caught(
     todo = [b for b in blocks if b.kind in ("code", "cell") and (only is None or only in b.id)]
     messages = {b.id: stub_message(b, reach.located.get(b.id)) for b in todo}
     with tempfile.TemporaryDirectory(prefix="check-release-") as tmp:
-        dirs = [_make_worker(root, Path(tmp) / f"w{i}") for i in range(workers)]
+        dirs = [copy_instructor_tree(root, Path(tmp) / f"w{i}") for i in range(workers)]
         queues = [todo[i::workers] for i in range(workers)]
 
         def drain(i):

@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -63,6 +62,8 @@ from instructor.markers import (
     write_notebook,
 )
 from instructor.reach import ReachMap
+from instructor.workspace import QUICK_CHECK_ENV, copy_instructor_tree
+from tools.checklist import read_junit
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Test folders whose tests decide grades (tests/grading holds the grader's own tests).
@@ -284,25 +285,6 @@ def build_tree(
     return problems
 
 
-def copy_instructor_tree(root: Path, dest: Path) -> Path:
-    ignore = shutil.ignore_patterns(
-        ".git",
-        ".venv",
-        "dist",
-        ".cache",
-        "datasets",
-        "__pycache__",
-        "*.egg-info",
-        ".ipynb_checkpoints",
-        "build",
-        ".browser-test",
-        "grades",
-    )
-    shutil.copytree(root, dest, ignore=ignore, symlinks=True)
-    (dest / "datasets").symlink_to(root / "datasets")
-    return dest
-
-
 # ---------------------------------------------------------------------------------------------------
 # Running checks
 # ---------------------------------------------------------------------------------------------------
@@ -318,16 +300,12 @@ class Sandbox:
     def env(self, tree: Path) -> dict:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM")}
         env.update(
+            QUICK_CHECK_ENV,
             PYTHONPATH=str(tree),
-            COURSE_QUICK="1",
-            MPLBACKEND="Agg",
-            OMP_NUM_THREADS="1",
-            MKL_NUM_THREADS="1",
             COURSE_THREADS="1",
             COURSE_CACHE_DIR=str(self.folder / "cache"),
             HOME=str(self.folder / "home"),
             TMPDIR=str(self.folder / "tmp"),
-            PYTHONDONTWRITEBYTECODE="1",
             JUPYTER_PLATFORM_DIRS="1",
             IPYTHONDIR=str(self.folder / "home" / ".ipython"),
         )
@@ -385,47 +363,6 @@ class Sandbox:
             return None, out
 
 
-_FRAME = re.compile(r"^(\S+\.py):(\d+):", re.M)
-
-
-# lines of pytest's assertion report that say nothing about the failure
-_PYTEST_NOISE = re.compile(r"\s*(Use -v to get (more|the full) diff|Full diff:|Omitting \d+ identical items)")
-
-
-# what pytest appends to a message it shortened for the JUnit report
-_JUNIT_TRUNCATED = re.compile(r"\s*\[\+\d+ more lines?; full report in element text\]")
-
-
-def _junit_results(path: Path) -> dict[str, tuple[bool, str]]:
-    """``{test id: (passed, first line of the failure)}``; parametrised cases fold into their test. A test
-    stopped by its time limit gets the message ``Timeout`` followed by its innermost frames, ``file:line``."""
-    results: dict[str, tuple[bool, str]] = {}
-    try:
-        tree = ET.parse(path)
-    except (ET.ParseError, FileNotFoundError):
-        return results
-    for case in tree.iter("testcase"):
-        classname, name = case.get("classname") or "", (case.get("name") or "").split("[")[0]
-        key = f"{classname.replace('.', '/')}.py::{name}"
-        bad = [c for c in case if c.tag in ("failure", "error")]
-        message = ""
-        if bad:
-            # pytest's message spreads one assertion over several lines ("assert a\n and b\n where ..."):
-            # joined into one line, it shows which part failed. Without a message, the traceback's first line.
-            lines = (bad[0].get("message") or "").splitlines()
-            raw = " ".join(" ".join(ln for ln in lines if not _PYTEST_NOISE.match(ln)).split())
-            raw = _JUNIT_TRUNCATED.sub("", raw).strip()
-            if not raw:
-                raw = next((ln.strip() for ln in (bad[0].text or "").splitlines() if ln.strip()), "failed")
-            message = raw if len(raw) <= 240 else raw[:239] + "…"
-            if "Timeout" in message:
-                frames = [f"{f}:{n}" for f, n in _FRAME.findall(bad[0].text or "")]
-                message = "Timeout " + " ".join(frames)
-        ok_before, msg_before = results.get(key, (True, ""))
-        results[key] = (ok_before and not bad, msg_before or message)
-    return results
-
-
 def hung_blocks(results: dict[str, tuple[bool, str]], tree: Path, blocks: list[Block]) -> set[str]:
     """Ids of the blocks that tests were stuck in when their time ran out (innermost frame inside a block)."""
     spans: dict[str, list[tuple[int, int, str]]] = {}
@@ -477,7 +414,7 @@ def run_tests(
         *tests,
     ]
     code, out = box.run(cmd, tree, timeout)
-    found = _junit_results(report)
+    found = read_junit(report)
     why = "timed out" if code is None else "the test run crashed (see the JSON report)"
     results = {}
     for t in tests:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,27 +23,59 @@ STUDENT_BEGIN = "### YOUR CODE BEGINS (keep this line)"
 STUDENT_END = "### YOUR CODE ENDS (keep this line)"
 
 
+# lines of pytest's assertion report that say nothing about the failure
+_PYTEST_NOISE = re.compile(r"\s*(Use -v to get (more|the full) diff|Full diff:|Omitting \d+ identical items)")
+# what pytest appends to a message it shortened for the JUnit report
+_JUNIT_TRUNCATED = re.compile(r"\s*\[\+\d+ more lines?; full report in element text\]")
+_FRAME = re.compile(r"^(\S+\.py):(\d+):", re.M)
+
+
+def _failure_message(bad: ET.Element) -> str:
+    """One line saying why a test failed. pytest's message spreads one assertion over several lines ("assert a
+    and b where ..."): joined, it shows which part failed; without a message, the traceback's first line. A test
+    stopped by its time limit reads ``Timeout`` followed by its innermost frames, ``file:line``."""
+    lines = (bad.get("message") or "").splitlines()
+    raw = " ".join(" ".join(ln for ln in lines if not _PYTEST_NOISE.match(ln)).split())
+    raw = _JUNIT_TRUNCATED.sub("", raw).strip()
+    if not raw:
+        raw = next((ln.strip() for ln in (bad.text or "").splitlines() if ln.strip()), "failed")
+    message = raw if len(raw) <= 240 else raw[:239] + "…"
+    if "Timeout" in message:
+        return "Timeout " + " ".join(f"{f}:{n}" for f, n in _FRAME.findall(bad.text or ""))
+    return message
+
+
+def read_junit(path: Path) -> dict[str, tuple[bool, str]]:
+    """``{test id: (passed, why it failed)}`` from one JUnit XML file ({} when it is missing or unreadable):
+    ids like ``tests/test_x.py::test_y`` (parametrised cases are folded into their test: it passes only if
+    every case passed, and keeps the first failure) and notebook paths."""
+    results: dict[str, tuple[bool, str]] = {}
+    try:
+        tree = ET.parse(path)
+    except (ET.ParseError, OSError):
+        return results
+    for case in tree.iter("testcase"):
+        bad = [child for child in case if child.tag in ("failure", "error")]
+        file = case.get("file") or ""
+        name = (case.get("name") or "").split("[")[0]
+        classname = case.get("classname") or ""
+        if file.endswith(".ipynb") or ".ipynb" in classname:
+            key = file or classname
+            key = key[key.index("assignment") :] if "assignment" in key else key
+            key = key.split("::")[0]
+        else:
+            module = classname.replace(".", "/")
+            key = f"{module}.py::{name}" if module else name
+        ok_before, why_before = results.get(key, (True, ""))
+        results[key] = (ok_before and not bad, why_before or (_failure_message(bad[0]) if bad else ""))
+    return results
+
+
 def read_reports(folder: Path) -> dict[str, bool]:
-    """``{test id: passed}`` from JUnit XML files: ids like ``tests/test_x.py::test_y`` (parametrised cases
-    are folded into their test: it passes only if every case passed) and notebook paths."""
+    """``{test id: passed}`` from every JUnit XML file in ``folder`` (see :func:`read_junit`)."""
     results: dict[str, bool] = {}
     for path in sorted(Path(folder).glob("*.xml")):
-        try:
-            tree = ET.parse(path)
-        except ET.ParseError:
-            continue
-        for case in tree.iter("testcase"):
-            ok = not any(child.tag in ("failure", "error") for child in case)
-            file = case.get("file") or ""
-            name = (case.get("name") or "").split("[")[0]
-            classname = case.get("classname") or ""
-            if file.endswith(".ipynb") or classname.endswith(".ipynb") or ".ipynb" in classname:
-                key = file or classname
-                key = key[key.index("assignment") :] if "assignment" in key else key
-                key = key.split("::")[0]
-            else:
-                module = classname.replace(".", "/")
-                key = f"{module}.py::{name}" if module else name
+        for key, (ok, _) in read_junit(path).items():
             results[key] = results.get(key, True) and ok
     return results
 

@@ -20,6 +20,26 @@ __all__ = [
 ]
 
 
+def _check_widths(channels: tuple[int, int], hidden: int) -> None:
+    if len(channels) != 2 or min(channels) < 1 or hidden < 1:
+        raise ValueError(
+            f"channels must be two positive widths and hidden positive, got channels={channels}, hidden={hidden}"
+        )
+
+
+def _conv_stages(c1: int, c2: int) -> nn.Sequential:
+    """conv3x3 -> ReLU -> pool -> conv3x3 -> ReLU -> pool: (N, 1, 28, 28) -> (N, c2, 7, 7); the first
+    convolution is ``[0]``."""
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
 @dataclass
 class MNISTClassifierConfig:
     """The architecture: two conv stages of ``channels`` and a feature layer of size ``hidden``."""
@@ -28,11 +48,7 @@ class MNISTClassifierConfig:
     hidden: int = 128  # size of the feature layer used by the Frechet distance
 
     def __post_init__(self):
-        if len(self.channels) != 2 or min(self.channels) < 1 or self.hidden < 1:
-            raise ValueError(
-                f"channels must be two positive widths and hidden positive, got "
-                f"channels={self.channels}, hidden={self.hidden}"
-            )
+        _check_widths(self.channels, self.hidden)
 
 
 class MNISTClassifier(nn.Module):
@@ -46,14 +62,7 @@ class MNISTClassifier(nn.Module):
         super().__init__()
         self.config = config = config or MNISTClassifierConfig()
         c1, c2 = config.channels
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
+        self.conv = _conv_stages(c1, c2)
         self.fc = nn.Sequential(nn.Linear(c2 * 7 * 7, config.hidden), nn.ReLU())
         self.out = nn.Linear(config.hidden, 10)
 
@@ -84,11 +93,7 @@ class MNISTCNNConfig:
     dropout: float = 0.25
 
     def __post_init__(self):
-        if len(self.channels) != 2 or min(self.channels) < 1 or self.hidden < 1:
-            raise ValueError(
-                f"channels must be two positive widths and hidden positive, got "
-                f"channels={self.channels}, hidden={self.hidden}"
-            )
+        _check_widths(self.channels, self.hidden)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout is a probability in [0, 1), got {self.dropout}")
 
@@ -105,14 +110,7 @@ class MNISTCNN(nn.Module):
         super().__init__()
         self.config = config = config or MNISTCNNConfig()
         c1, c2 = config.channels
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
+        self.conv = _conv_stages(c1, c2)
         drop = (lambda: nn.Dropout(config.dropout)) if config.dropout > 0 else nn.Identity
         self.head = nn.Sequential(
             nn.Flatten(), drop(), nn.Linear(c2 * 7 * 7, config.hidden), nn.ReLU(), drop(), nn.Linear(config.hidden, 10)
