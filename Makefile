@@ -28,7 +28,7 @@ help:
 ifeq ($(EDITION),instructor)
 	@echo "make student        - write the student edition to dist/student"
 	@echo "make check-release  - prove the student edition sound (no leak, round trip, every exercise caught)"
-	@echo "make grade SUBMISSION=PATH | SUBMISSIONS=DIR   - grade one submission or a class"
+	@echo "make grade SUBMISSION=PATH | SUBMISSIONS=DIR [SCHEDULER=tcp://host:port]   - grade one submission or a class"
 	@echo "make grade-totals   - recompute the gradebook's totals after marking written answers by hand"
 endif
 
@@ -133,6 +133,9 @@ clean-venv:
 ifeq ($(EDITION),instructor)
 SUBMISSION ?=
 SUBMISSIONS ?=
+# A class is graded on Dask: a local cluster by default, or the running cluster whose scheduler is at SCHEDULER
+# (tcp://host:port; see INSTRUCTORS.md). GRADE_ARGS=--regrade grades again what is already graded.
+SCHEDULER ?=
 GRADE_ARGS ?=
 student: $(VENV)/.installed
 	$(PY) -m instructor.student
@@ -146,7 +149,7 @@ grade-totals: $(VENV)/.installed
 
 grade: $(VENV)/.installed data
 ifneq ($(SUBMISSIONS),)
-	$(PY) -m instructor.grade --class $(SUBMISSIONS) $(GRADE_ARGS)
+	$(PY) -m instructor.grade --class $(SUBMISSIONS) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(GRADE_ARGS)
 else ifneq ($(SUBMISSION),)
 	$(PY) -m instructor.grade $(SUBMISSION) $(GRADE_ARGS)
 else
