@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import importlib.metadata
@@ -140,11 +141,25 @@ def machine_fingerprint(root: Path = ROOT) -> dict:
     return {"tree": tree_digest(Path(root)), "versions": _versions()}
 
 
+def _limits_dict(limits) -> dict:
+    """Limits given as a mapping or as a dataclass (the sandbox's ``Limits``), as a plain dict."""
+    if dataclasses.is_dataclass(limits) and not isinstance(limits, type):
+        return dataclasses.asdict(limits)
+    return dict(limits or {})
+
+
 def default_limits() -> dict:
-    """The grader's limits (time per test, per run, per submission, memory ...), as its module declares them."""
+    """The grader's limits (time per test, per run, per submission, memory ...) as its modules declare them:
+    ``instructor.grade.LIMITS``, else the sandbox's default ``Limits``."""
     from instructor import grade
 
-    return dict(getattr(grade, "LIMITS", {}))
+    found = getattr(grade, "LIMITS", None)
+    if found is None:
+        with contextlib.suppress(ImportError):
+            from instructor.sandbox import Limits
+
+            found = Limits()
+    return _limits_dict(found)
 
 
 def grading_key(submission: str, fingerprint: dict, limits: dict) -> str:
@@ -369,7 +384,7 @@ def grade_class(
     grade_fn: Callable[[Path], dict] = grade_submission,
     grader=None,
     root: Path = ROOT,
-    limits: dict | None = None,
+    limits=None,
     allowed_failures: int = 2,
     connect_timeout: float = 5.0,
     progress: bool = True,
@@ -377,15 +392,17 @@ def grade_class(
     """Grade ``submissions`` (folders or .zip files) on Dask, writing ``<out>/<student>.json`` as each completes.
 
     ``scheduler``: the address of a running Dask scheduler (``tcp://host:port``); None starts a local cluster
-    of ``n_workers`` single-thread processes (default: one per two cores). ``regrade``: grade again submissions
-    whose report has the same grading key (else they are skipped). ``grade_fn``: what a task runs on the
-    unpacked submission (a path to its .zip), the worker's Grader by default; it must be importable on the
-    workers. ``grader``: something with ``exercises`` and ``answers`` (the client's Grader): failed gradings
-    get a row of failed exercises, and the gradebook and answer files are rebuilt from every report in ``out``
-    at the end (also when interrupted); None leaves both to the caller. ``limits``: the grader's limits, part
-    of the key (default: as its module declares them). ``allowed_failures``: how many times a submission may
-    take down its worker before it is reported as failed (a local cluster only: a running scheduler has its
-    own ``distributed.scheduler.allowed-failures``).
+    of ``n_workers`` single-thread processes (default: one per two cores).
+    ``regrade``: grade again submissions whose report has the same grading key (else they are skipped).
+    ``grade_fn``: what a task runs on the unpacked submission (a path to its .zip), the worker's Grader by
+    default; it must be importable on the workers.
+    ``grader``: something with ``exercises`` and ``answers`` (the client's Grader): failed gradings get a row of
+    failed exercises, and the gradebook and answer files are rebuilt from every report in ``out`` at the end
+    (also when interrupted); None leaves both to the caller.
+    ``limits``: the grader's limits (a dict or the sandbox's ``Limits``), part of the key (default: as its
+    modules declare them).
+    ``allowed_failures``: how many times a submission may take down its worker before it is reported as failed
+    (a local cluster only: a running scheduler has its own ``distributed.scheduler.allowed-failures``).
 
     Returns the reports of every submission in order: graded now, skipped (read back) or failed."""
     from distributed import KilledWorker, as_completed
@@ -402,7 +419,7 @@ def grade_class(
         names[name] = sub
 
     fingerprint = machine_fingerprint(Path(root))
-    limits = default_limits() if limits is None else limits
+    limits = default_limits() if limits is None else _limits_dict(limits)
     reports: dict[str, dict] = {}
     keys: dict[str, str] = {}
     todo: list[Path] = []
