@@ -42,6 +42,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,12 +214,25 @@ def payload(submission: Path) -> bytes:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _sharing_this_machine() -> int:
+    """How many gradings run side by side on this machine: the threads of every Dask worker on this host (the
+    Grader splits the cores between them; each taking every core would oversubscribe them and time checks out)."""
+    try:
+        from distributed import get_client, get_worker
+
+        host = urlsplit(get_worker().address).hostname
+        threads = get_client().nthreads()
+    except (ValueError, OSError):  # not in a Dask worker, or no answer from the scheduler
+        return 1
+    return max(1, sum(n for address, n in threads.items() if urlsplit(address).hostname == host))
+
+
 @functools.cache
 def _grader(root: str):
     """One Grader per worker process (building one reads the tree and maps which checks reach what)."""
     from instructor.grade import Grader
 
-    return Grader(Path(root), workers=1, verbose=False)
+    return Grader(Path(root), workers=_sharing_this_machine(), verbose=False)
 
 
 def grade_submission(path: Path) -> dict:

@@ -58,6 +58,7 @@ def fake_grade(path: Path) -> dict:
         "exercises": exercises,
         "answers": {},
         "seconds": 0.0,
+        "sharing": cluster._sharing_this_machine(),  # what the real grader would split the cores by
     }
 
 
@@ -106,6 +107,7 @@ def test_a_local_cluster_of_two_workers_grades_a_class(tmp_path):
         assert on_disk["graded_on"]["worker"].startswith("tcp://127.0.0.1:")
         assert on_disk["graded_on"]["seconds"] >= 0.2
     assert len({r["graded_on"]["worker"] for r in reports}) == 2  # both workers took submissions
+    assert {r["sharing"] for r in reports} == {2}  # each grading knows it shares the machine with one other
     with open(out / "gradebook.csv", newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     assert rows["student2"]["exercises total"] == "2" and rows["student3"]["ex1"] == "0"
