@@ -16,15 +16,23 @@ In the instructor's tree (the solved copy):
 - a written answer is a Markdown cell marked as an nbgrader manually graded solution cell
   (``solution`` and ``grade`` true, ``points``, ``grade_id``); its id is ``<notebook>::<grade_id>``.
 
+Solution cells (answers and notebook exercises) are ``deletable: false`` in the instructor tree already, as
+nbgrader's release makes them, so that a student cannot delete one (``python -m instructor.markers lock``
+sets it).
+
 In the student edition a block keeps its hint; its markers become ``STUDENT_BEGIN``/``STUDENT_END`` and its
-body one ``raise NotImplementedError(<message>)``; an answer cell becomes ``ANSWER_STUB``. A submission's work
-is read back from between the student markers, so the instructor tree, the edition and a submission can
-always be matched block by block.
+body one ``raise NotImplementedError(<message>)``; an answer cell becomes ``ANSWER_STUB``. Each solution cell
+of the edition carries the checksum nbgrader computes for it (``nbgrader_checksum``), as nbgrader's own
+release does, so nbgrader sees an untouched answer as unanswered (``nbgrader validate`` flags it; autograde
+gives it zero instead of sending it to manual marking). A submission's work is read back from between the
+student markers, so the instructor tree, the edition and a submission can always be matched block by block.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -39,6 +47,9 @@ ANSWER_STUB = "*Your answer here.*"
 STUB_TAG = "is yours to write"
 
 NBGRADER_SCHEMA = 3
+#: nbgrader metadata that describes a cell of a release (the stub it holds), not the instructor's cell: the
+#: student edition adds them, putting the solutions back removes them.
+RELEASE_KEYS = ("checksum", "cell_type")
 
 
 class MarkerError(ValueError):
@@ -254,6 +265,32 @@ def nbgrader_meta(cell: dict) -> dict | None:
     return cell.get("metadata", {}).get("nbgrader")
 
 
+def nbgrader_checksum(cell: dict) -> str:
+    """The checksum nbgrader stores in a solution, graded or read-only cell when it releases a notebook
+    (``nbgrader.utils.compute_checksum``): an MD5 of the source, the cell type, the grade/solution/locked flags,
+    the ``grade_id`` and the points. For a solution cell it tells nbgrader whether the student changed it.
+    Written out here so that the student edition needs no nbgrader; the tests compare it with nbgrader's."""
+    meta = cell["metadata"]["nbgrader"]
+    grade, solution = meta.get("grade", False), meta.get("solution", False)
+    # nbgrader's is_locked: a solution cell never is, a graded cell always is, otherwise the 'locked' flag
+    locked = False if solution else (True if grade else meta.get("locked", False))
+    digest = hashlib.md5()
+    for part in (cell_source(cell), cell["cell_type"], str(grade), str(solution), str(locked), meta["grade_id"]):
+        digest.update(part.encode("utf-8"))
+    if grade:
+        digest.update(str(float(meta["points"])).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def lock_cell(cell: dict) -> bool:
+    """Make a cell undeletable (``metadata.deletable`` false, keys kept in nbformat's sorted order); returns
+    True when that changed it."""
+    if cell.get("metadata", {}).get("deletable") is False:
+        return False
+    cell["metadata"] = dict(sorted({**cell.get("metadata", {}), "deletable": False}.items()))
+    return True
+
+
 def parse_notebook(nb: dict, file: str, begin: str = BEGIN, end: str = END) -> list[Block]:
     """The code exercises and written answers of a notebook (see the module docstring)."""
     blocks, ids = [], set()
@@ -275,6 +312,11 @@ def parse_notebook(nb: dict, file: str, begin: str = BEGIN, end: str = END) -> l
         if grade_id in ids:
             raise MarkerError(f"{file}: grade_id {grade_id!r} is used twice")
         ids.add(grade_id)
+        if cell.get("metadata", {}).get("deletable") is not False:
+            raise MarkerError(
+                f"{file}, cell {grade_id!r}: a solution cell must be undeletable (metadata.deletable false, as "
+                f"nbgrader releases it), or a student can delete it: run `python -m instructor.markers lock {file}`"
+            )
         if cell["cell_type"] == "markdown":
             if not meta.get("grade") or "points" not in meta:
                 raise MarkerError(
@@ -321,19 +363,27 @@ def code_solution_meta(grade_id: str) -> dict:
     }
 
 
+def _release_cell(cell: dict) -> None:
+    """Add what nbgrader's release adds to a stubbed solution cell: its checksum and cell type."""
+    meta = cell["metadata"]["nbgrader"]
+    meta.update(checksum=nbgrader_checksum(cell), cell_type=cell["cell_type"])
+    cell["metadata"]["nbgrader"] = dict(sorted(meta.items()))
+
+
 def stub_notebook(nb: dict, file: str, messages: dict[str, str]) -> dict:
-    """A copy of ``nb`` with every exercise stubbed and every answer replaced by ``ANSWER_STUB``; outputs and
-    execution counts cleared."""
+    """A copy of ``nb`` with every exercise stubbed and every answer replaced by ``ANSWER_STUB``, each with
+    nbgrader's checksum of the stub; outputs and execution counts cleared."""
     nb = json.loads(json.dumps(nb))
     for block in parse_notebook(nb, file):
         cell = nb["cells"][block.start]
         if block.kind == "answer":
             set_cell_source(cell, ANSWER_STUB)
-            continue
-        lines = cell_source(cell).splitlines()
-        ((b, e),) = _pairs(lines, BEGIN, END, file)
-        lines[b : e + 1] = stub_lines(block, messages[block.name])
-        set_cell_source(cell, "\n".join(lines))
+        else:
+            lines = cell_source(cell).splitlines()
+            ((b, e),) = _pairs(lines, BEGIN, END, file)
+            lines[b : e + 1] = stub_lines(block, messages[block.name])
+            set_cell_source(cell, "\n".join(lines))
+        _release_cell(cell)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
@@ -373,13 +423,16 @@ def fill_notebook(
     new_end: str = END,
 ) -> dict:
     """A copy of ``nb`` (an edition with ``begin``/``end`` markers) with each exercise's body and each answer
-    taken from ``work`` (grade_id -> lines) where present, and the markers renamed."""
+    taken from ``work`` (grade_id -> lines) where present, and the markers renamed. The release's checksums
+    (``RELEASE_KEYS``) go: they describe the stubs."""
     nb = json.loads(json.dumps(nb))
     for cell in nb["cells"]:
         meta = nbgrader_meta(cell) or {}
         grade_id = meta.get("grade_id")
         if not meta.get("solution") or not grade_id:
             continue
+        for key in RELEASE_KEYS:
+            meta.pop(key, None)
         lines = cell_source(cell).splitlines()
         if cell["cell_type"] == "markdown":
             if grade_id in work:
@@ -422,3 +475,36 @@ def all_blocks(root: Path) -> list[Block]:
     for path in notebook_files(root):
         blocks += parse_notebook(read_notebook(path), path.relative_to(root).as_posix())
     return blocks
+
+
+def lock_notebooks(paths: list[Path]) -> list[Path]:
+    """Make every nbgrader solution cell of these notebooks undeletable; only the metadata of those cells
+    changes, and only notebooks that change are written. Returns the notebooks written."""
+    written = []
+    for path in paths:
+        nb = read_notebook(path)
+        changed = [lock_cell(c) for c in nb.get("cells", []) if (nbgrader_meta(c) or {}).get("solution")]
+        if any(changed):
+            write_notebook(nb, path)
+            written.append(path)
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Tools for the solution markers of the course's notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lock = sub.add_parser("lock", help="make every solution cell (written answers, notebook exercises) undeletable")
+    lock.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: every notebook of the course)")
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parent.parent
+    paths = args.notebooks or notebook_files(root)
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    written = lock_notebooks(paths)
+    print(f"{len(written)} of {len(paths)} notebooks changed" + "".join(f"\n  {p}" for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -20,6 +20,8 @@ from instructor.markers import (
     code_solution_meta,
     fill_notebook,
     fill_python,
+    lock_notebooks,
+    nbgrader_checksum,
     notebook_work,
     parse_notebook,
     parse_python,
@@ -108,13 +110,13 @@ def _notebook():
             {
                 "cell_type": "markdown",
                 "id": "b",
-                "metadata": {"nbgrader": answer_meta("q1")},
+                "metadata": {"deletable": False, "nbgrader": answer_meta("q1")},
                 "source": ["Because of the secret reason."],
             },
             {
                 "cell_type": "code",
                 "id": "c",
-                "metadata": {"nbgrader": code_solution_meta("c1")},
+                "metadata": {"deletable": False, "nbgrader": code_solution_meta("c1")},
                 "execution_count": 3,
                 "outputs": [{"output_type": "stream", "name": "stdout", "text": ["x"]}],
                 "source": ["# compute y\n", f"{BEGIN}\n", "y = secret_formula(3)\n", f"{END}\n", "print(y)"],
@@ -140,6 +142,54 @@ def test_notebook_stub_fill_and_work():
     want["cells"][2]["outputs"], want["cells"][2]["execution_count"] = [], None
     assert restored == want
     assert notebook_work(restored, "n.ipynb") == work
+
+
+def test_edition_cells_carry_nbgraders_checksum_of_the_stub():
+    """An untouched answer of the edition matches its checksum (nbgrader: not answered); an answered one does
+    not. Putting the solutions back drops the checksums, which describe the stubs."""
+    student = stub_notebook(_notebook(), "n.ipynb", {"c1": f"c1 {STUB_TAG}"})
+    answer, code = student["cells"][1], student["cells"][2]
+    for cell in (answer, code):
+        assert cell["metadata"]["deletable"] is False
+        assert cell["metadata"]["nbgrader"]["checksum"] == nbgrader_checksum(cell)
+        assert cell["metadata"]["nbgrader"]["cell_type"] == cell["cell_type"]
+    answered = json.loads(json.dumps(answer))
+    answered["source"] = ["Because the scale changes."]
+    assert answered["metadata"]["nbgrader"]["checksum"] != nbgrader_checksum(answered)
+    restored = fill_notebook(student, "n.ipynb", {})
+    assert all("checksum" not in c["metadata"].get("nbgrader", {}) for c in restored["cells"])
+
+
+def test_checksum_is_nbgraders():
+    """Our checksum against nbgrader's own, on the cell kinds nbgrader checksums."""
+    utils = pytest.importorskip("nbgrader.utils")
+    from nbformat import from_dict
+
+    student = stub_notebook(_notebook(), "n.ipynb", {"c1": f"c1 {STUB_TAG}"})
+    cells = [student["cells"][1], student["cells"][2]]
+    cells.append({"cell_type": "markdown", "metadata": {"nbgrader": {**answer_meta("q2", 2.5)}}, "source": "x"})
+    read_only = {"grade": False, "solution": False, "locked": True, "grade_id": "r1", "schema_version": 3}
+    cells.append({"cell_type": "code", "metadata": {"nbgrader": read_only}, "source": "assert 1", "outputs": []})
+    tests = {"grade": True, "solution": False, "grade_id": "t1", "points": 3, "schema_version": 3}
+    cells.append({"cell_type": "code", "metadata": {"nbgrader": tests}, "source": "assert f(1) == 2", "outputs": []})
+    for cell in cells:
+        # nbformat.read gives nbgrader each source as one string
+        as_read = from_dict({**cell, "source": "".join(cell["source"])})
+        assert nbgrader_checksum(cell) == utils.compute_checksum(as_read)
+
+
+def test_a_deletable_solution_cell_is_refused_until_locked(tmp_path):
+    nb = _notebook()
+    del nb["cells"][1]["metadata"]["deletable"]
+    with pytest.raises(MarkerError, match="undeletable.*instructor.markers lock"):
+        parse_notebook(nb, "n.ipynb")
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps(nb))
+    assert lock_notebooks([path]) == [path]
+    locked = json.loads(path.read_text())
+    assert [b.name for b in parse_notebook(locked, "n.ipynb")] == ["q1", "c1"]
+    assert locked["cells"][0]["metadata"] == {}  # only solution cells are locked
+    assert lock_notebooks([path]) == []  # nothing left to change
 
 
 def test_solution_markers_in_an_unmarked_cell_are_refused():
