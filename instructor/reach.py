@@ -102,6 +102,13 @@ def reaching_names(block: Block, units: list[_Unit]) -> set[str]:
     return names
 
 
+def _defined_here(node: ast.stmt) -> list[str]:
+    """The names a module-level statement of a test file defines: functions, classes, plain assignments."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    return _assigned_names(node)
+
+
 def _assigned_names(node: ast.stmt) -> list[str]:
     """The names a plain module-level assignment (``X = ...``, ``X: T = ...``) binds; [] for anything else."""
     if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
@@ -113,50 +120,136 @@ def _assigned_names(node: ast.stmt) -> list[str]:
 
 @dataclass
 class TestIndex:
-    """Test node ids (``tests/test_x.py::test_name``) with the names each test reaches, helpers included."""
+    """Test node ids (``tests/test_x.py::test_name``) with the names each test reaches, helpers included
+    (``tests``), and the same references resolved through the test file's imports (``calls``): a name that
+    comes from another library (``torch.Generator``, ``nn.Linear``) is not ours, one imported from ``common``
+    says which module it comes from, and a string that names a function or method (``getattr(knn, name)``)
+    counts as a reference to it."""
 
     tests: dict[str, set[str]]
+    calls: dict[str, set[tuple[str | None, str]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, root: Path, folders=("tests",)) -> TestIndex:
-        tests = {}
+        tests, calls = {}, {}
         for folder in folders:
             for path in sorted((root / folder).rglob("test_*.py")):
                 tree = ast.parse(path.read_text())
                 rel = path.relative_to(root).as_posix()
+                # names the test file defines are its own (a weights table called ``LSTM`` is not the class)
+                binds = {
+                    **{name: (rel, None) for node in tree.body for name in _defined_here(node)},
+                    **_bindings(tree, root),
+                }
                 module_refs, helpers, aliases = set(), {}, {}
+                module_calls, helper_calls = set(), {}
                 for node in tree.body:
                     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                         # a test's arguments name the fixtures it uses
                         args = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
                         helpers[node.name] = _names(node) | args
+                        helper_calls[node.name] = _called(node, binds)
                     elif isinstance(node, (ast.Import, ast.ImportFrom)):
                         aliases.update({a.asname: a.name.split(".")[-1] for a in node.names if a.asname})
                     elif _assigned_names(node):
                         # a module-level table (``ACTIVATIONS = {...}``) reaches only the tests that use it
                         for target in _assigned_names(node):
                             helpers[target] = helpers.get(target, set()) | _names(node.value)
+                            helper_calls[target] = helper_calls.get(target, set()) | _called(node.value, binds)
                     else:
                         module_refs |= _names(node)
+                        module_calls |= _called(node, binds)
                 # helpers (fixtures, check functions, parametrisation lists) count for every test using them
                 for name, refs in helpers.items():
                     if not name.startswith("test") and not name.startswith("Test"):
                         continue
-                    reach, frontier = set(refs) | module_refs, set(refs)
+                    reach, frontier, used = set(refs) | module_refs, set(refs), {name}
                     while frontier:
                         nxt = set()
                         for h in frontier & set(helpers):
                             if h != name:
                                 nxt |= helpers[h] - reach
+                                used.add(h)
                         reach |= nxt
                         frontier = nxt
                     tests[f"{rel}::{name}"] = reach | {aliases[r] for r in reach if r in aliases}
-        return cls(tests)
+                    calls[f"{rel}::{name}"] = module_calls.union(*(helper_calls[h] for h in used))
+        return cls(tests, calls)
 
     def reaching(self, names: set[str], direct: set[str] = frozenset()) -> list[str]:
         """Tests that refer to any of ``names``; those referring to ``direct`` names first."""
         hits = [node for node, refs in self.tests.items() if refs & names]
         return sorted(hits, key=lambda node: not (self.tests[node] & direct))
+
+    def calling(self, block: Block, classes: dict[tuple[str, str], LibraryClass]) -> list[str]:
+        """Tests that call ``block``'s function by name: a function imported from its file (or a name no import
+        explains); for a method, its class (or a subclass) from its file, and the method by name, unless
+        constructing or calling the object runs it (``__init__``, ``__call__``, a torch module's ``forward``)."""
+        parts = block.function.split(".")
+        method = None
+        if len(parts) == 1:
+            wanted = {(block.file, parts[0])}
+        else:
+            cls = classes.get((block.file, parts[0]), LibraryClass())
+            wanted = {(block.file, parts[0])} | cls.subclasses
+            if not (parts[-1] in ("__init__", "__call__") or (parts[-1] == "forward" and cls.is_module)):
+                method = parts[-1]
+        hits = []
+        for node, refs in self.calls.items():
+            if not any(name == h and (m is None or _defined_in(m, f)) for m, name in refs for f, h in wanted):
+                continue
+            if method is None or (_ATTRIBUTE, method) in refs:
+                hits.append(node)
+        return hits
+
+
+#: the module of a reference that can only be a method's name (an attribute, a string naming one)
+_ATTRIBUTE = "."
+
+
+def _called(node: ast.AST, binds: dict[str, tuple[str, str | None]]) -> set[tuple[str | None, str]]:
+    """What test code refers to, resolved through its file's imports (see :func:`_resolved_refs`), plus every
+    attribute name and every string that is an identifier as possible method names (``getattr(knn,
+    "compute_distances_no_loops")`` names the method); those never match a function or class."""
+    names = {
+        (_ATTRIBUTE, n.value)
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()
+    }
+    names |= {(_ATTRIBUTE, n.attr) for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    return _resolved_refs(node, binds) | names
+
+
+@dataclass
+class LibraryClass:
+    """A class of the library: its subclasses there (``(file, name)``, transitively), and whether it is a
+    torch module (calling the object runs its ``forward``)."""
+
+    subclasses: set[tuple[str, str]] = field(default_factory=set)
+    is_module: bool = False
+
+
+def library_classes(root: Path) -> dict[tuple[str, str], LibraryClass]:
+    """``{(library file, class name): LibraryClass}``; bases are matched by name across the library."""
+    bases: dict[tuple[str, str], list[str]] = {}
+    for path in library_files(root):
+        module = path.relative_to(root).as_posix()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                bases[module, node.name] = [getattr(b, "id", None) or getattr(b, "attr", "") for b in node.bases]
+    out = {}
+    for key in bases:
+        subs, frontier = set(), {key[1]}
+        while frontier:
+            new = {k for k, b in bases.items() if set(b) & frontier} - subs
+            subs |= new
+            frontier = {name for _, name in new}
+        ancestors, frontier = set(), set(bases[key])
+        while frontier:
+            ancestors |= frontier
+            frontier = {b for k, bs in bases.items() if k[1] in frontier for b in bs} - ancestors
+        out[key] = LibraryClass(subs, "Module" in ancestors)
+    return out
 
 
 def _bindings(tree: ast.Module, root: Path) -> dict[str, tuple[str, str | None]]:
@@ -283,8 +376,8 @@ def course_order(root: Path) -> list[str]:
 
 @dataclass
 class ReachMap:
-    """For every block: the tests and notebooks that can reach it, the tests that call it directly (by its
-    own name, or its class's), and where a student meets it first."""
+    """For every block: the tests and notebooks that can reach it, the tests that call it directly (see
+    :meth:`TestIndex.calling`), and where a student meets it first."""
 
     tests: dict[str, list[str]]
     notebooks: dict[str, list[str]]
@@ -297,6 +390,7 @@ class ReachMap:
     def build(cls, root: Path, blocks: list[Block], test_folders=("tests",)) -> ReachMap:
         root = Path(root)
         units = _library_units(root)
+        classes = library_classes(root)
         tindex, nindex = TestIndex.build(root, test_folders), NotebookIndex.build(root)
         order = course_order(root)
         tests, notebooks, located, direct, position = {}, {}, {}, {}, {}
@@ -310,7 +404,7 @@ class ReachMap:
                 continue
             names = reaching_names(block, units)
             tests[block.id] = tindex.reaching(names, _handles_of(block))
-            direct[block.id] = tindex.reaching(_handles_of(block))
+            direct[block.id] = tindex.calling(block, classes)
             notebooks[block.id] = [nb for nb in order if nb in set(nindex.reaching(names))]
             own = {(block.file, h) for h in _handles_of(block)}
             first = nindex.first_use(own, order) or nindex.first_use(reaching_pairs(block, units), order)

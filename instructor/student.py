@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from instructor.exercises import own_direct
 from instructor.markers import (
     ANSWER_STUB,
     STUB_TAG,
@@ -88,6 +89,7 @@ def stub_message(block: Block, located: tuple[str, str]) -> str:
 def exercise_table(blocks: list[Block], reach: ReachMap) -> list[dict]:
     """One row per exercise (code blocks, notebook cells and answers), in the course's order of use."""
     rows = []
+    direct = own_direct(blocks, reach.direct)
     for b in blocks:
         nb, section = reach.located.get(b.id, ("", ""))
         rows.append(
@@ -100,7 +102,7 @@ def exercise_table(blocks: list[Block], reach: ReachMap) -> list[dict]:
                 "notebook": nb,
                 "section": section,
                 "tests": [t for t in reach.tests.get(b.id, []) if not t.startswith("tests/hidden/")],
-                "direct": [t for t in reach.direct.get(b.id, []) if not t.startswith("tests/hidden/")],
+                "direct": [t for t in direct.get(b.id, []) if not t.startswith("tests/hidden/")],
             }
         )
     # answers last; exercises in the order a student meets them: notebook by notebook as the README lists

@@ -248,3 +248,30 @@ def test_first_use_follows_the_notebooks_imports():
     # the exercises are listed in the order a student meets them
     first = min(reach.position.values())
     assert [b for b, p in reach.position.items() if p == first][0].startswith("common/classifiers/perceptron.py")
+
+
+def test_an_exercise_is_decided_by_the_tests_that_call_it_by_name():
+    """The tests that decide an exercise are those that call its function by name, resolved through the test
+    file's imports (``torch.Generator`` is not the GAN's ``Generator``; a method by its name, even as a string
+    given to ``getattr``); a separately written backward pass is an exercise of its own, graded with the
+    forward pass whose cache it reads, and its tests are not the forward pass's."""
+    from pathlib import Path
+
+    from instructor.exercises import group
+    from instructor.markers import all_blocks
+    from instructor.reach import ReachMap
+
+    root = Path(__file__).resolve().parents[2]
+    blocks = all_blocks(root)
+    exercises = {ex.id: ex for ex in group(blocks, ReachMap.build(root, blocks))}
+    generator = exercises["common/torch_models/gan.py::Generator"]
+    assert generator.direct and all(t.startswith("tests/test_gan.py::") for t in generator.direct)
+    one_loop = exercises["common/classifiers/k_nearest_neighbor.py::KNearestNeighbor.compute_distances_one_loop"]
+    assert "tests/test_knn.py::test_one_loop_distances_match_scipy" in one_loop.direct
+    assert "tests/test_knn.py::test_two_loops_distances_match_scipy" not in one_loop.direct
+    alt, batchnorm = exercises["common/layers.py::batchnorm_backward_alt"], exercises["common/layers.py::batchnorm"]
+    assert [b.function for b in alt.blocks] == ["batchnorm_backward_alt"]
+    assert [b.function for b in alt.partners] == ["batchnorm_forward"]
+    assert "tests/test_layers.py::test_batchnorm_backward_alt" in alt.direct
+    assert not set(alt.direct) & set(batchnorm.tests), "the closed form's tests must not decide batch norm"
+    assert "tests/test_layers.py::test_batchnorm_backward" in batchnorm.tests
