@@ -2,6 +2,18 @@
 
 Each family's argument checks live in one small ``_check_*`` helper, called on the first line of the layer,
 so the body below it is the computation. The helpers raise ``ValueError`` naming what is wrong.
+
+The contract every layer keeps (here and in ``common.rnn_layers``; ``tests/test_layer_contracts.py`` checks it):
+
+- the arrays passed in are left as they are: results go into new arrays (``x -= mu`` or ``x[...] = 0`` would
+  change the caller's array, which the caller may use again);
+- every output and every gradient has the shape of what it is the output or gradient of, and the floating
+  dtype of the inputs: float32 in, float32 out (``np.zeros(shape)`` is float64; ``np.zeros_like(x)`` or
+  ``dtype=x.dtype`` is not), so that a network built in float32 stays in float32;
+- where the template builds the cache after your code (dropout, convolution, pooling), its layout is fixed
+  and the backward pass names a cache of another layout; elsewhere the cache is yours, and only your own
+  backward pass reads it;
+- randomness comes from the generator or seed a layer is given (dropout), never from NumPy's global generator.
 """
 
 import numpy as np
@@ -181,7 +193,7 @@ def prelu_backward(dout, cache):
     # to the gradient of the slope it used: sum those over whatever alpha was broadcast along.
     ### BEGIN SOLUTION
     x, alpha = cache
-    dx = dout * np.where(x > 0, 1.0, alpha)
+    dx = dout * np.where(x > 0, 1.0, alpha).astype(dout.dtype, copy=False)
     negative_part = dout * np.minimum(x, 0)  # d(out)/d(alpha) = x where x <= 0, else 0
     dalpha = negative_part.sum(axis=0) if np.ndim(alpha) == 1 else negative_part.sum()
     ### END SOLUTION
@@ -415,6 +427,7 @@ def dropout_backward(dout, cache):
 
     Inputs: dout like x; cache ``(dropout_param, mask)`` from ``dropout_forward``. Returns dx like x.
     """
+    _check_cache("dropout_backward", cache, "dropout_forward", (("dropout_param", _DICT), ("mask", _ARRAY_OR_NONE)))
     dropout_param, mask = cache
     # The same mask as the forward pass in train mode; in test mode the layer was the identity.
     ### BEGIN SOLUTION
@@ -809,7 +822,43 @@ def _conv_out_shape(x_shape, w_shape, conv_param):
     )
 
 
+_ARRAY = (np.ndarray,)
+_ARRAY_OR_NONE = (np.ndarray, type(None))
+_DICT = (dict,)
+
+
+def _check_cache(layer, cache, forward, layout):
+    """A cache whose layout the template fixes (the forward pass builds it after the student's code): a tuple
+    of the names and types in ``layout``, ``((name, tuple of types), ...)``. Anything else (a cache of one's
+    own, returned early from the forward pass) is named as a break of that contract, before it surfaces as an
+    error about strings or dtypes deeper down."""
+    names = ", ".join(name for name, _ in layout)
+    rule = f"{layer}: cache must be ({names}), as {forward} returns it"
+    if not isinstance(cache, tuple) or len(cache) != len(layout):
+        got = _a(type(cache).__name__) + (f" of {len(cache)} items" if isinstance(cache, (tuple, list)) else "")
+        raise ValueError(
+            f"{rule}; got {got}: let {forward} end with its own return line, which builds this cache, "
+            f"instead of returning early with a cache of your own"
+        )
+    for (name, kinds), value in zip(layout, cache):
+        if not isinstance(value, kinds):
+            want = " or ".join(_a(k.__name__) for k in kinds)
+            raise ValueError(f"{rule}; its {name} is {_a(type(value).__name__)}, not {want}")
+
+
+def _a(type_name):
+    """``'dict'`` -> 'a dict', ``'ndarray'`` -> 'a NumPy array', ``'NoneType'`` -> 'None'."""
+    noun = {"ndarray": "NumPy array", "NoneType": "None"}.get(type_name, type_name)
+    return noun if noun == "None" else f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
 def _check_conv_backward(dout, cache):
+    _check_cache(
+        "conv_backward_naive",
+        cache,
+        "conv_forward_naive",
+        (("x", _ARRAY), ("w", _ARRAY), ("b", _ARRAY), ("conv_param", _DICT)),
+    )
     x, w, _, conv_param = cache
     _check_dout(dout, _conv_out_shape(x.shape, w.shape, conv_param))
 
@@ -828,6 +877,7 @@ def _pool_out_shape(x_shape, pool_param):
 
 
 def _check_pool_backward(dout, cache):
+    _check_cache("max_pool_backward_naive", cache, "max_pool_forward_naive", (("x", _ARRAY), ("pool_param", _DICT)))
     x, pool_param = cache
     _check_dout(dout, _pool_out_shape(x.shape, pool_param))
 

@@ -1,4 +1,8 @@
-"""Recurrent layers in NumPy: vanilla RNN and LSTM (step and sequence), word embedding, temporal affine and loss."""
+"""Recurrent layers in NumPy: vanilla RNN and LSTM (step and sequence), word embedding, temporal affine and loss.
+
+They keep the contract of ``common.layers``: the arrays passed in are left as they are, and every output and
+gradient has the shape and the floating dtype of what it belongs to (float32 stays float32).
+"""
 
 import numpy as np
 from scipy.special import log_softmax
