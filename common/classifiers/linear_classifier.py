@@ -42,7 +42,8 @@ class LinearClassifier:
         learning_rate; reg (L2 strength, ``reg * sum(W**2)``); num_iters steps; batch_size samples per step,
         drawn with replacement; verbose prints the loss every 100 steps; progress shows a tqdm bar.
         ``W`` is created on the first call (C = y.max() + 1 classes) and kept by later calls, which continue
-        from it.
+        from it. Every random draw comes from ``self.rng`` (seeded by ``seed``): the same seed gives the same
+        run, and NumPy's global generator is left as it was.
         """
         X, y = self._check_data(X, y)
         num_train, dim = X.shape
