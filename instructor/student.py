@@ -40,6 +40,7 @@ EXCLUDE = (
     "tests/hidden/*",
     "tests/grading/*",
     "bench/RESULTS.md",
+    "bench/grading.py",  # grades submissions: an instructor's tool
     ".ci/*",
     "INSTRUCTORS.md",
     "dist/*",

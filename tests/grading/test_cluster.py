@@ -31,7 +31,8 @@ FAKE_GRADER = SimpleNamespace(
 def fake_grade(path: Path) -> dict:
     """Grade a submission as the test wrote it: ``points.txt`` holds its points (0, 1 or 2); ``log.txt`` names
     a file where each grading appends the student's name; ``kill-once.txt`` names a marker file: the first
-    grading creates it and kills its own worker; ``kill-always`` kills the worker every time."""
+    grading creates it and kills its own worker; ``kill-always`` kills the worker every time; ``raise-once.txt``
+    and ``raise-always`` make the grading raise (a fault of the grader) the first time or every time."""
     name = path.name.removesuffix(".zip")
     with zipfile.ZipFile(path) as zf:
         files = {n: zf.read(n).decode() for n in zf.namelist()}
@@ -42,6 +43,13 @@ def fake_grade(path: Path) -> dict:
         if not marker.exists():
             marker.write_text("killed")
             os.kill(os.getpid(), signal.SIGKILL)
+    if "raise-always" in files:
+        raise RuntimeError("the grader is broken")
+    if "raise-once.txt" in files:
+        marker = Path(files["raise-once.txt"])
+        if not marker.exists():
+            marker.write_text("raised")
+            raise OSError("a passing fault")
     time.sleep(float(files.get("sleep.txt", "0")))
     points = int(files["points.txt"])
     with open(files["log.txt"], "a") as f:
@@ -87,7 +95,15 @@ def graded(log: Path) -> list[str]:
 
 
 def run(subs, out, **kw) -> list[dict]:
+    """grade_class with the fake grader. Its tree (which the grading key hashes) is a small one beside ``out``
+    that nothing edits during the test, unlike the course tree; its tasks read no tree, so workers do not check
+    theirs."""
+    tree = Path(out).parent / "fake-tree"
+    (tree / "common").mkdir(parents=True, exist_ok=True)
+    (tree / "common" / "layers.py").write_text("# the fake grader's tree\n")
     kw.setdefault("n_workers", 2)
+    kw.setdefault("root", tree)
+    kw.setdefault("check_machine", False)
     return grade_class(subs, out, grade_fn=fake_grade, grader=FAKE_GRADER, limits={}, progress=False, **kw)
 
 
@@ -151,7 +167,8 @@ def test_a_worker_killed_mid_task_loses_nothing(tmp_path):
     ):
         reports = run(subs, out, scheduler=lc.scheduler_address)
     assert marker.exists(), "the worker grading student1 was killed"
-    assert sorted(graded(log)) == [f"student{i}" for i in range(5)]
+    # each graded once, or more when its result was still on the killed worker
+    assert set(graded(log)) == {f"student{i}" for i in range(5)}
     assert [r["total"] for r in reports] == [0, 1, 2, 0, 1]
     assert all("grading_failed" not in r for r in reports)
     assert all((out / f"student{i}.json").exists() for i in range(5))
@@ -166,12 +183,25 @@ def test_a_submission_that_keeps_killing_its_workers_is_reported_failed(tmp_path
     assert "took down its worker 2 time(s)" in bad["grading_failed"]
     assert [e["status"] for e in bad["exercises"]] == ["failed", "failed"]
     assert [r["total"] for r in reports] == [0, 0, 2]
-    assert sorted(graded(log)) == ["student0", "student2"]
+    # (a result still on a dying worker is computed again: graded once or more, never lost)
+    assert set(graded(log)) == {"student0", "student2"}
     with open(out / "gradebook.csv", newline="") as f:
         assert {r["student"] for r in csv.DictReader(f)} >= {"student0", "student1", "student2"}
     # the next run tries the failed one again (and only it)
+    before = len(graded(log))
     again = run(subs, out, allowed_failures=0)
     assert "grading_failed" in again[1]
+    assert len(graded(log)) == before
+
+
+def test_a_grading_that_raises_is_tried_again_then_reported_failed(tmp_path):
+    log = tmp_path / "log.txt"
+    marker = tmp_path / "raised"
+    extra = {"student0": {"raise-once.txt": str(marker)}, "student1": {"raise-always": ""}}
+    subs = make_class(tmp_path / "inbox", 3, log, extra)
+    reports = run(subs, tmp_path / "grades")
+    assert marker.exists() and reports[0]["total"] == 0 and "grading_failed" not in reports[0]
+    assert "the grader failed twice: RuntimeError: the grader is broken" in reports[1]["grading_failed"]
     assert sorted(graded(log)) == ["student0", "student2"]
 
 
@@ -185,7 +215,7 @@ def test_a_worker_with_another_tree_refuses_to_grade(tmp_path):
     (other / "common" / "layers.py").write_text("# not the instructor's\n")
     subs = make_class(tmp_path / "inbox", 2, tmp_path / "log.txt")
     with pytest.raises(ClusterError, match="differs from the instructor's machine in: the course tree"):
-        run(subs, tmp_path / "grades", root=other, n_workers=1)
+        run(subs, tmp_path / "grades", root=other, n_workers=1, check_machine=True)
 
 
 def test_a_scheduler_that_does_not_answer_is_a_clear_error(tmp_path):

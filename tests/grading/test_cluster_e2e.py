@@ -15,6 +15,7 @@ import pytest
 from instructor import grade
 from instructor.cluster import grade_class
 from instructor.student import build
+from instructor.workspace import copy_instructor_tree
 from tests.grading.test_grading import solved_submission
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +32,12 @@ def test_a_class_of_two_is_graded_on_a_local_cluster(tmp_path):
     out = tmp_path / "grades"
     grader = grade.Grader(ROOT, workers=1, verbose=False)
     subs = sorted(inbox.iterdir())
+    # The grading key hashes a snapshot of the tree, which nothing edits while the test runs (the working tree
+    # may change under it, and the workers' check would then rightly stop the run: test_cluster.py covers it).
+    snapshot = copy_instructor_tree(ROOT, tmp_path / "tree")
+    kw = dict(n_workers=2, grader=grader, root=snapshot, check_machine=False, progress=False)
 
-    reports = grade_class(subs, out, n_workers=2, grader=grader, progress=False)
+    reports = grade_class(subs, out, **kw)
     alice, bob = reports
     assert alice["student"] == "alice" and alice["max"] > 0 and alice["total"] == alice["max"]
     assert bob["total"] == 0 and {e["status"] for e in bob["exercises"]} == {"not started"}
@@ -45,6 +50,6 @@ def test_a_class_of_two_is_graded_on_a_local_cluster(tmp_path):
     assert float(rows["alice"]["exercises total"]) == alice["max"] and rows["bob"]["exercises total"] == "0"
 
     start = time.perf_counter()
-    again = grade_class(subs, out, n_workers=2, grader=grader, progress=False)
+    again = grade_class(subs, out, **kw)
     assert time.perf_counter() - start < 30
     assert [r["graded_on"] for r in again] == [r["graded_on"] for r in reports]  # read back, not graded again
