@@ -17,7 +17,8 @@ JUPYTER_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: run test setup data lint unit notebooks build clean-venv help git-filter chromium test-browser \
-	student check-release grade grade-totals checklist
+	student check-release grade grade-totals checklist \
+	nbgrader-course nbgrader-submissions nbgrader-marks test-nbgrader
 .DEFAULT_GOAL := help
 
 help:
@@ -30,6 +31,8 @@ ifeq ($(EDITION),instructor)
 	@echo "make check-release  - prove the student edition sound (no leak, round trip, every exercise caught)"
 	@echo "make grade SUBMISSION=PATH | SUBMISSIONS=DIR [SCHEDULER=tcp://host:port]   - grade one submission or a class"
 	@echo "make grade-totals   - recompute the gradebook's totals after marking written answers by hand"
+	@echo "make nbgrader-course OUT=DIR | nbgrader-submissions COURSE=DIR | nbgrader-marks COURSE=DIR | test-nbgrader"
+	@echo "                    - written answers through nbgrader (JupyterHub, formgrader): see INSTRUCTORS.md"
 endif
 
 JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json $(VENV)/etc/jupyter/jupyter_server_config.py
@@ -146,6 +149,33 @@ check-release: $(VENV)/.installed data
 # After marking the written answers in grades/gradebook.csv by hand: recompute its totals.
 grade-totals: $(VENV)/.installed
 	$(PY) -m instructor.grade --totals $(GRADE_ARGS)
+
+# Written answers through nbgrader (JupyterHub, formgrader; see INSTRUCTORS.md): the course as an nbgrader course
+# directory, nbgrader's collected submissions as course folders for `make grade`, and the marks given in
+# formgrader into grades/gradebook.csv (recomputing its totals). Only the last needs nbgrader installed here.
+OUT ?=
+COURSE ?=
+INBOX ?= grades/nbgrader-inbox
+$(VENV)/.nbgrader: pyproject.toml $(VENV)/.installed
+	$(PIP) install --disable-pip-version-check -q -e ".[dev,nbgrader]"
+	touch $@
+
+nbgrader-course: $(VENV)/.installed
+	@test -n "$(OUT)" || { echo "usage: make nbgrader-course OUT=path/to/course"; exit 2; }
+	$(PY) -m instructor.nbgrader_course export --out $(OUT)
+
+nbgrader-submissions: $(VENV)/.installed
+	@test -n "$(COURSE)" || { echo "usage: make nbgrader-submissions COURSE=path/to/course [INBOX=$(INBOX)]"; exit 2; }
+	$(PY) -m instructor.nbgrader_course submissions --course $(COURSE) --out $(INBOX)
+
+nbgrader-marks: $(VENV)/.nbgrader
+	@test -n "$(COURSE)" || { echo "usage: make nbgrader-marks COURSE=path/to/course"; exit 2; }
+	$(PY) -m instructor.nbgrader_marks --course $(COURSE) $(GRADE_ARGS)
+
+# The nbgrader round trip with nbgrader itself (export, generate, validate, exchange, autograde, marks back):
+# slow, so not part of `make test`.
+test-nbgrader: $(VENV)/.nbgrader
+	COURSE_NBGRADER_TEST=1 $(ONE_THREAD) $(PY) -m pytest -p no:xdist -p no:cacheprovider tests/grading/test_nbgrader.py
 
 grade: $(VENV)/.installed data
 ifneq ($(SUBMISSIONS),)

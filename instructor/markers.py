@@ -162,7 +162,15 @@ def parse_python_tolerant(text: str, file: str, begin: str, end: str) -> dict[st
     as text and each block is named by the nearest ``def`` above it (and its class), so a syntax error
     elsewhere in the file does not hide the other blocks. Unpaired markers are skipped."""
     lines = text.splitlines()
-    out, seen, open_at = {}, {}, None
+    out = {}
+    for name, b, e in _tolerant_spans(lines, begin, end):
+        out.setdefault(name, lines[b + 1 : e])
+    return out
+
+
+def _tolerant_spans(lines: list[str], begin: str, end: str) -> list[tuple[str, int, int]]:
+    """``(name, begin line, end line)`` of the marker pairs found as text (see ``parse_python_tolerant``)."""
+    spans, seen, open_at = [], {}, None
     for i, line in enumerate(lines):
         s = line.strip()
         if s == begin:
@@ -171,10 +179,19 @@ def parse_python_tolerant(text: str, file: str, begin: str, end: str) -> dict[st
             func = _def_above(lines, open_at)
             if func:
                 seen[func] = seen.get(func, 0) + 1
-                name = func if seen[func] == 1 else f"{func}#{seen[func]}"
-                out.setdefault(name, lines[open_at + 1 : i])
+                spans.append((func if seen[func] == 1 else f"{func}#{seen[func]}", open_at, i))
             open_at = None
-    return out
+    return spans
+
+
+def fill_python_tolerant(text: str, bodies: dict[str, list[str]], begin: str, end: str) -> str:
+    """``text`` (a possibly broken file, such as a submission) with the bodies of the blocks named in ``bodies``
+    replaced; blocks are found as ``parse_python_tolerant`` finds them, markers stay as they are."""
+    lines = text.splitlines()
+    for name, b, e in reversed(_tolerant_spans(lines, begin, end)):  # names are unique (#2, #3 ... suffixes)
+        if name in bodies:
+            lines[b + 1 : e] = list(bodies[name])
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 
 
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)\s*\(")

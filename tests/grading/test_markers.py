@@ -20,6 +20,7 @@ from instructor.markers import (
     code_solution_meta,
     fill_notebook,
     fill_python,
+    fill_python_tolerant,
     lock_notebooks,
     nbgrader_checksum,
     notebook_work,
@@ -101,6 +102,11 @@ def test_tolerant_parse_survives_a_syntax_error_elsewhere():
     broken = stubbed.replace("    return out", "    return out +")  # a syntax error outside the blocks
     found = parse_python_tolerant(broken, "m.py", STUDENT_BEGIN, STUDENT_END)
     assert set(found) == {"double", "Net.loss", "Net.loss#2"}
+    # and a block's body can be replaced in it, the others left as they are
+    filled = fill_python_tolerant(broken, {"Net.loss#2": ["        s = m ** 2"]}, STUDENT_BEGIN, STUDENT_END)
+    again = parse_python_tolerant(filled, "m.py", STUDENT_BEGIN, STUDENT_END)
+    assert again == {**found, "Net.loss#2": ["        s = m ** 2"]}
+    assert "return out +" in filled
 
 
 def _notebook():
