@@ -363,6 +363,19 @@ def _connect(scheduler: str | None, n_workers: int | None, allowed_failures: int
     return client, cluster, f"a local cluster of {n} worker{'s' if n > 1 else ''} (one thread each)"
 
 
+def _check_workers_import(client, package: str) -> None:
+    """Stop with the reason when a worker cannot import ``package`` of the course's code (started outside its
+    clone's root or without it on PYTHONPATH): every task sent there would fail."""
+    # a lambda travels by value (a function of this module would need the module on the worker to unpickle)
+    found = client.run(lambda name: __import__("importlib.util").util.find_spec(name) is not None, package)
+    missing = sorted(address for address, ok in found.items() if not ok)
+    if missing:
+        raise ClusterError(
+            f"worker(s) {', '.join(missing)} cannot import {package}: start each worker from its clone's root with "
+            f"the clone on PYTHONPATH (cd COURSE && PYTHONPATH=$PWD .venv/bin/dask worker ...; see INSTRUCTORS.md)"
+        )
+
+
 def _has_bokeh() -> bool:
     import importlib.util
 
@@ -474,6 +487,8 @@ def grade_class(
         link = _dashboard(client)
         if link:
             print(f"Dask dashboard: {link}", flush=True)
+        if grade_fn.__module__ and grade_fn.__module__ != "__main__":
+            _check_workers_import(client, grade_fn.__module__.split(".")[0])
         if not client.scheduler_info().get("workers"):
             print(
                 f"no worker has joined the scheduler yet: start some with `.venv/bin/dask worker "
@@ -538,6 +553,11 @@ def grade_class(
                 err = fut.exception()
                 if isinstance(err, WorkerMismatch):
                     raise ClusterError(str(err))
+                if isinstance(err, ModuleNotFoundError):  # a worker that joined later, started outside its clone
+                    raise ClusterError(
+                        f"a worker cannot import the course's code ({err}): start each worker from its clone's "
+                        f"root with the clone on PYTHONPATH (see INSTRUCTORS.md)"
+                    )
                 if isinstance(err, KilledWorker):
                     why = (
                         f"its grading took down its worker {allowed_failures + 1} time(s) (a crash, memory "

@@ -218,6 +218,19 @@ def test_a_worker_with_another_tree_refuses_to_grade(tmp_path):
         run(subs, tmp_path / "grades", root=other, n_workers=1, check_machine=True)
 
 
+def test_a_worker_that_cannot_import_the_grading_code_is_a_clear_error(tmp_path, monkeypatch):
+    # workers started before the grading function's module is importable: as a `dask worker` started outside
+    # its clone's root
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as lc:
+        (tmp_path / "only_here.py").write_text("def grade(path):\n    return {}\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import only_here
+
+        subs = make_class(tmp_path / "inbox", 1, tmp_path / "log.txt")
+        with pytest.raises(ClusterError, match=r"worker\(s\) tcp://127\.0\.0\.1:\d+ cannot import only_here"):
+            grade_class(subs, tmp_path / "grades", scheduler=lc.scheduler_address, grade_fn=only_here.grade)
+
+
 def test_a_scheduler_that_does_not_answer_is_a_clear_error(tmp_path):
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))
