@@ -487,6 +487,9 @@ def grade_class(
         link = _dashboard(client)
         if link:
             print(f"Dask dashboard: {link}", flush=True)
+        # how many worker deaths a task survives: the scheduler's own setting (a running cluster has its own)
+        with contextlib.suppress(Exception):
+            allowed_failures = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
         if grade_fn.__module__ and grade_fn.__module__ != "__main__":
             _check_workers_import(client, grade_fn.__module__.split(".")[0])
         if not client.scheduler_info().get("workers"):
