@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib.metadata
+import inspect
 import io
 import json
 import logging
@@ -236,8 +237,13 @@ def _grader(root: str):
 
 
 def grade_submission(path: Path) -> dict:
-    """The default grading function of a task: the worker's own Grader on the unpacked submission."""
-    return _grader(str(ROOT)).grade(path)
+    """The default grading function of a task: the worker's own Grader on the unpacked submission, with its
+    share of the machine's cores for its own test processes when it takes one (as ``Grader.grade_all`` gives
+    each of the submissions it grades side by side)."""
+    grader = _grader(str(ROOT))
+    if hasattr(grader, "jobs") and "jobs" in inspect.signature(grader.grade).parameters:
+        return grader.grade(path, jobs=grader.jobs)
+    return grader.grade(path)
 
 
 def _where() -> dict:
@@ -376,17 +382,14 @@ def _check_workers_import(client, package: str) -> None:
         )
 
 
-def _has_bokeh() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("bokeh") is not None
-
-
 def _dashboard(client) -> str | None:
     """The dashboard's link when one runs: the scheduler serves its pages only where bokeh is installed (the
     course does not install it)."""
     with contextlib.suppress(Exception):
-        if "dashboard" in client.scheduler_info().get("services", {}) and client.run_on_scheduler(_has_bokeh):
+        if "dashboard" not in client.scheduler_info().get("services", {}):
+            return None
+        # a lambda travels by value: the scheduler need not import this module
+        if client.run_on_scheduler(lambda: __import__("importlib.util").util.find_spec("bokeh") is not None):
             return client.dashboard_link
     return None
 
