@@ -486,8 +486,6 @@ def test_entry_points_take_a_device_and_leave_global_rng_alone():
     rand = random_label_experiment(data, hidden_dims=(6,), config=quick, device=CPU, progress=False)
     traj = weight_trajectories([3], fn_data, mse, num_runs=2, device=CPU, progress=False)
     bs = batch_size_sweep([10, 40], data, (5,), quick, num_eval=20, hessian_iters=3, device=CPU, progress=False)
-    interp = interpolate_models(bs["models"][0], bs["models"][1], data, alphas=[0.0, 1.0], device=CPU, progress=False)
-    sharp = hessian_top_eigenvalue(model, data.X_train, data.y_train, num_iters=3, device=CPU)
     jac = jacobian_norm(model, data.X_train, device=CPU)
     full = full_gradient_norm(model, data.X_train, data.y_train, device=CPU)
     grad = input_gradient_norm(model, data.X_train, data.y_train, device=CPU)
@@ -495,6 +493,26 @@ def test_entry_points_take_a_device_and_leave_global_rng_alone():
     _assert_same_rng(before)
     assert len(hist["epoch"]) == 2 and isinstance(fit["prediction"], np.ndarray)
     assert len(depths["1 x 4"]) == 1 and sweep["time"].shape == (2,) and rand["num_params"] > 0
-    assert traj["snapshots"].shape[:2] == (2, 3) and interp["train_loss"].shape == (2,)
-    assert all(np.isfinite(v) for v in (sharp, jac, grad, full)) and len(shuffled) == 40
+    assert traj["snapshots"].shape[:2] == (2, 3) and len(bs["models"]) == 2
+    assert all(np.isfinite(v) for v in (jac, grad, full)) and len(shuffled) == 40
     assert all(p.device.type == "cpu" for p in fit["model"].parameters())
+
+
+# the two exercises among the entry points, each in a test of its own: one not written yet fails only its own
+def test_hessian_top_eigenvalue_takes_a_device_and_leaves_global_rng_alone():
+    data = blobs(N=40, D=4, C=3)
+    model = make_mlp(4, [5], 3, seed=0)
+    before = _global_rng_state()
+    sharp = hessian_top_eigenvalue(model, data.X_train, data.y_train, num_iters=3, device=CPU)
+    _assert_same_rng(before)
+    assert np.isfinite(sharp)
+
+
+def test_interpolate_models_takes_a_device_and_leaves_global_rng_alone():
+    data = blobs(N=40, D=4, C=3)
+    model_a, model_b = make_mlp(4, [5], 3, seed=0), make_mlp(4, [5], 3, seed=1)
+    before = _global_rng_state()
+    interp = interpolate_models(model_a, model_b, data, alphas=[0.0, 1.0], device=CPU, progress=False)
+    _assert_same_rng(before)
+    assert interp["train_loss"].shape == (2,)
+    assert all(p.device.type == "cpu" for p in model_a.parameters())

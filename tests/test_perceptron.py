@@ -32,12 +32,20 @@ def test_update_corrects_only_mistakes():
     assert p.b == pytest.approx(0.0)
 
 
-def test_scores_and_labels():
+def _fixed_perceptron():
     p = Perceptron(2)
     p.w, p.b = np.array([2.0, -1.0]), 0.5
-    X = np.array([[1.0, 1.0], [0.0, 3.0], [0.0, 0.5]])
+    return p, np.array([[1.0, 1.0], [0.0, 3.0], [0.0, 0.5]])  # scores 1.5, -2.5, 0
+
+
+def test_scores():
+    p, X = _fixed_perceptron()
     np.testing.assert_allclose(p.decision_function(X), [1.5, -2.5, 0.0])
     np.testing.assert_allclose(p.decision_function(X[0]), [1.5])  # one sample (D,)
+
+
+def test_labels():
+    p, X = _fixed_perceptron()
     np.testing.assert_array_equal(p.forward(X), [1, -1, -1])  # a score of exactly 0 counts as -1
     assert p.score(X, np.array([1, -1, 1])) == pytest.approx(2 / 3)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.torch_models.vgg import VGG, VGGConfig, layer_shapes, pooled_size
+from common.torch_models.vgg import VGG, VGGConfig, _conv_block, layer_shapes, pooled_size
 from common.training.params import count_parameters
 
 CS324_WIDTHS = [64, 128, 256, 256, 512, 512, 512, 512]
@@ -60,6 +60,24 @@ def test_batchnorm_switch():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in without.modules())
     assert all(m.bias is None for m in with_bn.modules() if isinstance(m, nn.Conv2d))
     assert all(m.bias is not None for m in without.modules() if isinstance(m, nn.Conv2d))
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_conv_block_follows_its_docstring(batchnorm):
+    """_conv_block on its own (an exercise apart from VGG): named layers, 3x3 conv that keeps H and W, a bias
+    only without batch norm, non-negative output."""
+    block = _conv_block(3, 8, batchnorm)
+    assert isinstance(block, nn.Sequential)
+    assert [name for name, _ in block.named_children()] == (["conv", "bn", "relu"] if batchnorm else ["conv", "relu"])
+    conv = block.conv
+    assert isinstance(conv, nn.Conv2d) and (conv.in_channels, conv.out_channels) == (3, 8)
+    assert conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+    assert (conv.bias is None) == batchnorm, "the conv has a bias exactly when no batch norm follows it"
+    if batchnorm:
+        assert isinstance(block.bn, nn.BatchNorm2d) and block.bn.num_features == 8
+    assert isinstance(block.relu, nn.ReLU)
+    out = block(torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)))
+    assert out.shape == (2, 8, 5, 7) and out.min() >= 0
 
 
 def test_each_conv_block_is_batchnorm_then_relu():

@@ -14,6 +14,7 @@ import pytest
 
 from instructor import grade
 from instructor.markers import (
+    STUB_TAG,
     STUDENT_BEGIN,
     STUDENT_END,
     all_blocks,
@@ -88,11 +89,18 @@ def test_the_untouched_edition_grades_zero(grader, edition):
     assert not any(report["answers"].values())
 
 
+def test_alternatives_cover_every_exercise_family(grader):
+    """tests/grading/alternatives.py writes at least one block of every graded exercise differently."""
+    uncovered = [ex.id for ex in grader.exercises if not any(b.id in ALTERNATIVES for b in ex.blocks)]
+    assert not uncovered, f"exercises without a correct alternative in tests/grading/alternatives.py: {uncovered}"
+
+
 def test_alternative_correct_implementations_get_full_marks(grader, edition, tmp_path):
     sub = solved_submission(edition, tmp_path / "alternatives", ALTERNATIVES, HELPERS)
     report = grader.grade(sub)
     failed = {r["id"]: r["first_failure"] for r in report["exercises"] if r["status"] != "passed"}
     assert not failed
+    assert report["total"] == report["max"] > 0
 
 
 def test_each_wrong_or_broken_piece_costs_exactly_its_exercise(grader, edition, tmp_path):
@@ -100,6 +108,10 @@ def test_each_wrong_or_broken_piece_costs_exactly_its_exercise(grader, edition, 
     # an endless loop and a syntax error, each in one exercise
     replace["common/layers.py::leaky_relu_forward"] = "while True:\n    pass\n"
     replace["common/layers.py::tanh_forward"] = "out = np.tanh(x\ncache = out\n"
+    # an optional part left unstarted (the closed-form batch norm backward pass) costs only itself
+    replace["common/layers.py::batchnorm_backward_alt"] = (
+        f'raise NotImplementedError("batchnorm_backward_alt {STUB_TAG}")\n'
+    )
     sub = solved_submission(edition, tmp_path / "broken", replace)
     # a deleted file, a tampered test and a tampered Makefile change only what they touch
     (sub / "common" / "classifiers" / "perceptron.py").unlink()
@@ -113,6 +125,7 @@ def test_each_wrong_or_broken_piece_costs_exactly_its_exercise(grader, edition, 
     expected = {exercise for _, exercise in WRONG.values()} | {
         "common/layers.py::leaky_relu",
         "common/layers.py::tanh",
+        "common/layers.py::batchnorm_backward_alt",
         "common/classifiers/perceptron.py::Perceptron.decision_function",
         "common/classifiers/perceptron.py::Perceptron.forward",
         "common/classifiers/perceptron.py::Perceptron.update",
@@ -121,6 +134,7 @@ def test_each_wrong_or_broken_piece_costs_exactly_its_exercise(grader, edition, 
     by_id = {r["id"]: r for r in report["exercises"]}
     assert "timed out" in by_id["common/layers.py::leaky_relu"]["first_failure"]
     assert "syntax error" in by_id["common/layers.py::tanh"]["first_failure"]
+    assert by_id["common/layers.py::batchnorm_backward_alt"]["status"] == "not started"
     assert by_id["common/classifiers/perceptron.py::Perceptron.update"]["status"] == "missing"
     assert report["total"] == report["max"] - sum(by_id[e]["max"] for e in expected)
 
