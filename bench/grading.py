@@ -10,7 +10,8 @@ Run from the repository root, under the shared lock on a shared machine (minutes
 The class: copies of the instructor tree (every exercise solved: full marks) alternating with copies of the
 student edition solved except for two classic mistakes each (from ``tests/grading/wrong.py``, so each costs its
 exercise and an isolated rerun). Everything runs in a snapshot of this tree taken at the start, so edits made
-meanwhile change nothing. Each configuration grades the whole class afresh; the table says whether its grades are the first one's and how many gradings failed.
+meanwhile change nothing. Each configuration grades the whole class afresh; the table says how many gradings
+failed and whether its grades are the first configuration's.
 
 Dask's overhead is measured twice: as the difference between Dask and the pool on the same class, and directly,
 as the wall time of a run whose tasks do no grading (``noop_grade``): starting the cluster, hashing, zipping and
