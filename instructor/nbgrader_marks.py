@@ -137,6 +137,8 @@ def merge_marks(book: Path, marks: dict[str, dict[str, Mark]], exercises, answer
         )
     rows = read_gradebook(book)
     in_book = set(rows)
+    # a row with no exercise filled in is one an earlier import added: that student's code is not graded yet
+    code_graded = {s for s, row in rows.items() if any((row.get(e.id) or "").strip() for e in exercises)}
     comments: dict[str, dict[str, str]] = {
         s: {aid: row.get(comment_column(aid)) or "" for aid in answers} for s, row in rows.items()
     }
@@ -185,7 +187,7 @@ def merge_marks(book: Path, marks: dict[str, dict[str, Mark]], exercises, answer
         "students": sorted(marks),
         "marks written": written,
         "waiting for manual marking": waiting,
-        "not in the gradebook (code not graded)": sorted(set(marks) - in_book),
+        "code not graded (no exercise in the gradebook)": sorted(set(marks) - code_graded),
         "not in nbgrader": sorted(in_book - set(marks)),
         "cells the course does not know": unknown,
     }
@@ -208,9 +210,9 @@ def main(argv=None) -> int:
         parser.error(str(err))
     print(
         f"{args.out / 'gradebook.csv'}: {done['marks written']} marks of written answers from nbgrader for "
-        f"{len(done['students'])} students; {done['waiting for manual marking']} answers still wait for marking"
+        f"{len(done['students'])} students; still waiting for marking: {done['waiting for manual marking']}"
     )
-    for what in ("not in the gradebook (code not graded)", "not in nbgrader", "cells the course does not know"):
+    for what in ("code not graded (no exercise in the gradebook)", "not in nbgrader", "cells the course does not know"):
         if done[what]:
             print(f"{what}: {', '.join(done[what])}")
     for student, names in sorted(unsubmitted.items()):

@@ -217,7 +217,7 @@ def test_marks_given_in_nbgrader_reach_the_gradebook(course, blocks, tmp_path):
         text=True,
         check=True,
     )
-    assert "not in the gradebook (code not graded): bob" in done.stdout
+    assert "code not graded (no exercise in the gradebook): bob" in done.stdout
     assert "not in nbgrader: carol" in done.stdout
     with open(book, newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
