@@ -146,6 +146,24 @@ student: $(VENV)/.installed
 check-release: $(VENV)/.installed data
 	$(PY) -m instructor.check_release
 
+# Grading runs each submission in a bubblewrap sandbox (instructor/sandbox.py). Installs Debian/Ubuntu's
+# bubblewrap when it is missing and this is root, or says how; then says whether the sandbox works here. Without
+# it (macOS, no user namespaces) the grader refuses to grade unless given GRADE_ARGS=--no-sandbox.
+.PHONY: sandbox
+sandbox: $(VENV)/.installed
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(uname -s)" != Linux ]; then \
+	    echo "sandbox: bubblewrap needs Linux; grade here with GRADE_ARGS=--no-sandbox (reports say so)"; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq bubblewrap) || echo "sandbox: could not install bubblewrap"; \
+	  else \
+	    echo "sandbox: bubblewrap is missing; install it with: sudo apt-get install bubblewrap"; \
+	  fi; \
+	fi
+	@$(PY) -m instructor.sandbox
+
+test-grading: sandbox
+
 # After marking the written answers in grades/gradebook.csv by hand: recompute its totals.
 grade-totals: $(VENV)/.installed
 	$(PY) -m instructor.grade --totals $(GRADE_ARGS)
@@ -177,7 +195,7 @@ nbgrader-marks: $(VENV)/.nbgrader
 test-nbgrader: $(VENV)/.nbgrader
 	COURSE_NBGRADER_TEST=1 $(ONE_THREAD) $(PY) -m pytest -p no:xdist -p no:cacheprovider tests/grading/test_nbgrader.py
 
-grade: $(VENV)/.installed data
+grade: $(VENV)/.installed data sandbox
 ifneq ($(SUBMISSIONS),)
 	$(PY) -m instructor.grade --class $(SUBMISSIONS) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(GRADE_ARGS)
 else ifneq ($(SUBMISSION),)
