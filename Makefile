@@ -26,6 +26,7 @@ help:
 	@echo "make test   - the same set-up, then the unit tests and every notebook in quick mode (nbval)"
 	@echo "make lint | make unit | make notebooks | make data | make build   - the single steps"
 	@echo "make test-browser [NOTEBOOKS=assignment1/Perceptron.ipynb]   - the notebooks in JupyterLab in headless Chromium"
+	@echo "make check EXERCISE=affine   - one exercise's checks in seconds, with the first failure's message (no EXERCISE: the list)"
 ifeq ($(EDITION),instructor)
 	@echo "make student        - write the student edition to dist/student"
 	@echo "make check-release  - prove the student edition sound (no leak, round trip, every exercise caught)"
@@ -115,6 +116,13 @@ endif
 
 checklist:
 	@$(PY) -m tools.checklist --reports $(REPORTS)
+
+# One exercise's checks in seconds, stopping at the first failure and printing its message:
+# make check EXERCISE=affine (an exercise, or one function: EXERCISE=affine_backward). Without EXERCISE: the list.
+.PHONY: check
+EXERCISE ?=
+check: $(VENV)/.installed
+	@$(ONE_THREAD) $(PY) -m tools.check $(EXERCISE)
 
 # Chromium from the system's package manager when there is none (Playwright drives it; no browser download).
 chromium:

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from instructor.exercises import own_direct
+from instructor.exercises import group, own_direct
 from instructor.markers import (
     ANSWER_STUB,
     STUB_TAG,
@@ -55,6 +55,8 @@ EXCLUDE = (
 )
 #: Kept although excluded above.
 KEEP = ("datasets/README.md",)
+#: Test folders the edition leaves out: no check a student runs may name them.
+UNSHIPPED_TESTS = ("tests/hidden/", "tests/grading/")
 STUDENT_README = "instructor/README.student.md"
 EXERCISES_JSON = "tools/exercises.json"
 
@@ -91,6 +93,8 @@ def exercise_table(blocks: list[Block], reach: ReachMap) -> list[dict]:
     """One row per exercise (code blocks, notebook cells and answers), in the course's order of use."""
     rows = []
     direct = own_direct(blocks, reach.direct)
+    # the graded exercise of each block ("affine" for affine_forward and affine_backward): what `make check` takes
+    exercise_of = {b.id: ex.id.split("::", 1)[1] for ex in group(blocks) for b in ex.blocks}
     for b in blocks:
         nb, section = reach.located.get(b.id, ("", ""))
         rows.append(
@@ -100,10 +104,11 @@ def exercise_table(blocks: list[Block], reach: ReachMap) -> list[dict]:
                 "name": b.name,
                 "function": b.function,
                 "kind": b.kind,
+                "exercise": exercise_of.get(b.id, b.name),
                 "notebook": nb,
                 "section": section,
-                "tests": [t for t in reach.tests.get(b.id, []) if not t.startswith("tests/hidden/")],
-                "direct": [t for t in direct.get(b.id, []) if not t.startswith("tests/hidden/")],
+                "tests": [t for t in reach.tests.get(b.id, []) if not t.startswith(UNSHIPPED_TESTS)],
+                "direct": [t for t in direct.get(b.id, []) if not t.startswith(UNSHIPPED_TESTS)],
             }
         )
     # answers last; exercises in the order a student meets them: notebook by notebook as the README lists
