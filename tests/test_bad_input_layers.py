@@ -9,6 +9,7 @@ import pytest
 from common import fast_layers, layers, optim, rnn_layers
 from common.classifiers.cnn import ThreeLayerConvNet
 from common.classifiers.fc_net import FullyConnectedNet
+from common.diagnose import assert_close
 from common.solver import Solver
 from common.training.checkpoint import CacheEntry
 
@@ -76,16 +77,22 @@ EMPTY_BATCH_CALLS = {
         _empty(3, 5), np.zeros((0, 3), dtype=int), np.zeros((0, 3), dtype=bool)
     ),
     "fc_net": lambda: _model().loss(_empty(6), np.zeros(0, dtype=int)),
-    "conv_net": lambda: ThreeLayerConvNet(
-        input_dim=(3, 4, 4), num_filters=2, filter_size=3, hidden_dim=5, num_classes=3
-    ).loss(_empty(3, 4, 4)),
 }
 
 
+# Every case above is caught by the given argument checks, before any student code runs; so this test passes
+# whatever the state of the exercises it names, and never fails one for another.
 @pytest.mark.parametrize("family", sorted(EMPTY_BATCH_CALLS))
 def test_empty_batch_is_a_value_error_for_every_layer_family(family):
     with pytest.raises(ValueError, match=r"no samples \(N=0"):
         EMPTY_BATCH_CALLS[family]()
+
+
+def test_empty_batch_is_a_value_error_for_the_three_layer_convnet():
+    # caught by the checks of the layers the network calls: a test of its own, as it runs the student's loss
+    model = ThreeLayerConvNet(input_dim=(3, 4, 4), num_filters=2, filter_size=3, hidden_dim=5, num_classes=3)
+    with pytest.raises(ValueError, match=r"no samples \(N=0"):
+        model.loss(_empty(3, 4, 4))
 
 
 def test_empty_sequence_is_a_value_error():
@@ -121,14 +128,23 @@ def test_batchnorm_test_mode_before_training_is_the_identity_normalisation():
     bn_param = {"mode": "test"}
     out, cache = layers.batchnorm_forward(x, gamma, beta, bn_param)
     assert cache is None
-    np.testing.assert_allclose(out, gamma * x / np.sqrt(1 + 1e-5) + beta, rtol=1e-12)  # not x * 316
+    batch = gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5) + beta
+    context = {"suspects": {"batch statistics in test mode instead of the running averages": batch}}
+    expected = gamma * x / np.sqrt(1 + 1e-5) + beta  # not x * 316
+    assert_close("batchnorm_forward: out (test mode, before training)", out, expected, rtol=1e-12, context=context)
     assert "running_mean" not in bn_param and "running_var" not in bn_param
     bn_param["mode"] = "train"  # training still starts from zeros, as in CS231n
     layers.batchnorm_forward(x, gamma, beta, bn_param)
-    np.testing.assert_allclose(bn_param["running_var"], 0.1 * x.var(axis=0), rtol=1e-12)
+    running_var = bn_param["running_var"]
+    assert_close("batchnorm_forward: running_var", running_var, 0.1 * x.var(axis=0), rtol=1e-12, context={"N": 5})
+
+
+def test_spatial_batchnorm_test_mode_before_training_is_the_identity_normalisation():
     x4 = _rng(3).standard_normal((2, 3, 4, 4))
     out4, _ = layers.spatial_batchnorm_forward(x4, np.ones(3), np.zeros(3), {"mode": "test"})
-    np.testing.assert_allclose(out4, x4 / np.sqrt(1 + 1e-5), rtol=1e-12)
+    context = {"axes": ("N", "C", "H", "W")}
+    name = "spatial_batchnorm_forward: out (test mode, before training)"
+    assert_close(name, out4, x4 / np.sqrt(1 + 1e-5), rtol=1e-12, context=context)
 
 
 def test_batchnorm_model_predicts_before_training_and_then_trains_from_zero_averages():
@@ -220,7 +236,11 @@ def test_nan_in_a_pool_window_fast_and_naive_agree(backend, pool_param):
     dout = _rng(9).standard_normal(out.shape)
     dx, dx_f = layers.max_pool_backward_naive(dout, cache), fast_layers.max_pool_backward_fast(dout, cache_f)
     assert np.all(np.isfinite(dx))
-    np.testing.assert_allclose(dx_f, dx, rtol=1e-12, atol=0)
+    context = {
+        "regions": {"where the gradient is 0 (not the maximum of any window)": dx_f == 0},
+        "hints": {"region": "a window's gradient goes to its maximum only (its first one; here its first NaN)"},
+    }
+    assert_close("max_pool_backward_naive: dx", dx, dx_f, rtol=1e-12, atol=0, context=context)
     if pool_param is POOL:  # one window per position: the first NaN holds the whole gradient of the window
         assert dx[0, 0, 0, 1] == dout[0, 0, 0, 0] and dx[0, 0, 1, 1] == 0
         assert dx[1, 1, 4, 5] == dout[1, 1, 2, 2]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from common.diagnose import assert_close
 from common.experiments.gan import (
     GANTrainConfig,
     ema_generator,
@@ -17,8 +18,12 @@ from common.experiments.gan import (
     train_gan_cached,
 )
 from common.torch_models.gan import (
+    DCDiscriminator,
     DCGANConfig,
+    DCGenerator,
+    Discriminator,
     GANConfig,
+    Generator,
     build_gan,
     discriminator_loss,
     from_gan_range,
@@ -46,8 +51,22 @@ def _output_of(module: nn.Module, run):
     return seen[-1], result
 
 
-def test_mlp_layout_matches_cs324():
-    G, D = build_gan(GANConfig(), seed=0)
+# Each network is an exercise of its own, built directly (not through build_gan, which builds a pair) in tests
+# of its own: a discriminator not written yet fails only its own tests, and it is fed images in [-1, 1] that
+# do not come from a generator.
+def _seeded(cls, config, seed=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(config)
+
+
+def _images(n=3, seed=0):
+    """``n`` images in [-1, 1], the range of a generator's output."""
+    return 2 * torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) - 1
+
+
+def test_generator_layout_matches_cs324():
+    G = _seeded(Generator, GANConfig())
     g_linears = [m for m in G.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in g_linears] == [
         (100, 128),
@@ -63,16 +82,20 @@ def test_mlp_layout_matches_cs324():
     z = sample_noise(3, 100, torch.Generator().manual_seed(0))
     last, images = _output_of(g_linears[-1], lambda: G.eval()(z))
     torch.testing.assert_close(images, torch.tanh(last).view(3, 1, 28, 28))
+
+
+def test_discriminator_layout_matches_cs324():
+    D = _seeded(Discriminator, GANConfig())
     d_linears = [m for m in D.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in d_linears] == [(784, 512), (512, 256), (256, 1)]
     # the logits are the last linear layer's output itself (no sigmoid), one per image
-    last, logits = _output_of(d_linears[-1], lambda: D(images))
+    last, logits = _output_of(d_linears[-1], lambda: D(_images()))
     torch.testing.assert_close(logits, last.squeeze(1))
 
 
-def test_dcgan_layout_matches_its_docstring():
+def test_dcgenerator_layout_matches_its_docstring():
     C = 8
-    G, D = build_gan(DCGANConfig(channels=C), seed=0)
+    G = _seeded(DCGenerator, DCGANConfig(channels=C))
     (project,) = [m for m in G.modules() if isinstance(m, nn.Linear)]
     assert (project.in_features, project.out_features) == (100, 2 * C * 7 * 7)
     ups = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
@@ -85,6 +108,11 @@ def test_dcgan_layout_matches_its_docstring():
     last, images = _output_of(ups[-1], lambda: G.eval()(z))
     assert last.shape == (3, 1, 28, 28)  # 7 -> 14 -> 28
     torch.testing.assert_close(images, torch.tanh(last))
+
+
+def test_dcdiscriminator_layout_matches_its_docstring():
+    C = 8
+    D = _seeded(DCDiscriminator, DCGANConfig(channels=C))
     convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
     assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in convs] == [
         (1, C, (4, 4), (2, 2)),
@@ -92,20 +120,33 @@ def test_dcgan_layout_matches_its_docstring():
     ]
     assert [m.num_features for m in D.modules() if isinstance(m, nn.BatchNorm2d)] == [2 * C]
     assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
-    features, _ = _output_of(convs[-1], lambda: D(images))
+    features, _ = _output_of(convs[-1], lambda: D(_images()))
     assert features.shape == (3, 2 * C, 7, 7)  # 28 -> 14 -> 7
     (head,) = [m for m in D.modules() if isinstance(m, nn.Linear)]
     assert (head.in_features, head.out_features) == (2 * C * 49, 1)
 
 
-@pytest.mark.parametrize("config", [GANConfig(), DCGANConfig(channels=8)])
-def test_shapes_and_output_range(config):
-    G, D = build_gan(config, seed=0)
-    z = sample_noise(5, config.latent_dim, torch.Generator().manual_seed(0))
-    x = G(z)
+def _check_images_in_the_tanh_range(G, latent_dim):
+    x = G(sample_noise(5, latent_dim, torch.Generator().manual_seed(0)))
     assert x.shape == (5, 1, 28, 28)
     assert x.min() >= -1 and x.max() <= 1
-    assert D(x).shape == (5,)
+
+
+def test_generator_gives_images_in_the_tanh_range():
+    _check_images_in_the_tanh_range(_seeded(Generator, GANConfig()), GANConfig().latent_dim)
+
+
+def test_dcgenerator_gives_images_in_the_tanh_range():
+    config = DCGANConfig(channels=8)
+    _check_images_in_the_tanh_range(_seeded(DCGenerator, config), config.latent_dim)
+
+
+def test_discriminator_gives_one_logit_per_image():
+    assert _seeded(Discriminator, GANConfig())(_images(5)).shape == (5,)
+
+
+def test_dcdiscriminator_gives_one_logit_per_image():
+    assert _seeded(DCDiscriminator, DCGANConfig(channels=8))(_images(5)).shape == (5,)
 
 
 def test_build_gan_is_seeded_and_leaves_global_rng_alone():
@@ -140,41 +181,93 @@ REF_LOSSES = {
 }
 
 
+def _bce(logits, target):
+    logits = torch.tensor(logits, dtype=torch.float64)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target)).item()
+
+
+# what two classic mistakes give on the same logits
+REF_SUSPECTS = {
+    "discriminator_loss": {
+        "the targets swapped (real images labelled 0, fakes 1)": _bce(REF_REAL, 0.0) + _bce(REF_FAKE, 1.0),
+    },
+    "generator_loss": {
+        "the saturating minimax loss mean log(1 - D(G(z))) instead of -mean log D(G(z))": -_bce(REF_FAKE, 0.0),
+    },
+}
+
+
+# Each loss is an exercise of its own, with tests of its own: one not written yet fails only its own.
+def _check_reference_value(name, value, dtype):
+    """``value``, the loss ``name`` computed on REF_REAL / REF_FAKE in ``dtype``, against REF_LOSSES."""
+    assert value.shape == () and value.dtype == dtype, name
+    context = {"suspects": REF_SUSPECTS.get(name, {})}
+    assert_close(f"{name}: loss", value.item(), REF_LOSSES[name], rtol=1e-6, atol=1e-12, context=context)
+
+
+def _ref_logits(dtype):
+    return torch.tensor(REF_REAL, dtype=dtype), torch.tensor(REF_FAKE, dtype=dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_losses_against_reference_values(dtype):
-    real, fake = torch.tensor(REF_REAL, dtype=dtype), torch.tensor(REF_FAKE, dtype=dtype)
-    got = {
-        "discriminator_loss": discriminator_loss(real, fake),
-        "generator_loss": generator_loss(fake),
-        "ls_discriminator_loss": ls_discriminator_loss(real, fake),
-        "ls_generator_loss": ls_generator_loss(fake),
-    }
-    for name, value in got.items():
-        assert value.shape == () and value.dtype == dtype, name
-        assert value.item() == pytest.approx(REF_LOSSES[name], rel=1e-6), name
+def test_discriminator_loss_against_reference_values(dtype):
+    real, fake = _ref_logits(dtype)
+    _check_reference_value("discriminator_loss", discriminator_loss(real, fake), dtype)
 
 
-def test_losses_against_closed_forms():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_generator_loss_against_reference_values(dtype):
+    _, fake = _ref_logits(dtype)
+    _check_reference_value("generator_loss", generator_loss(fake), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ls_discriminator_loss_against_reference_values(dtype):
+    real, fake = _ref_logits(dtype)
+    _check_reference_value("ls_discriminator_loss", ls_discriminator_loss(real, fake), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ls_generator_loss_against_reference_values(dtype):
+    _, fake = _ref_logits(dtype)
+    _check_reference_value("ls_generator_loss", ls_generator_loss(fake), dtype)
+
+
+def test_discriminator_loss_against_its_closed_form():
     # D(x) = sigmoid(logit): BCE loss = -log D(real) - log(1 - D(fake)), averaged per term
     real, fake = torch.tensor([0.0, 2.0]), torch.tensor([-1.0, 3.0])
     sig = torch.sigmoid
     expected_d = -(torch.log(sig(real)).mean() + torch.log(1 - sig(fake)).mean())
     assert torch.allclose(discriminator_loss(real, fake), expected_d, atol=1e-6)
-    assert torch.allclose(generator_loss(fake), -torch.log(sig(fake)).mean(), atol=1e-6)
     # at D = 1/2 everywhere (logits 0) the BCE loss is 2 log 2, the value at the game's equilibrium
     zeros = torch.zeros(4)
     assert math.isclose(discriminator_loss(zeros, zeros).item(), 2 * math.log(2), rel_tol=1e-6)
     # extreme logits stay finite (computed from logits, not from probabilities), with finite gradients
     big = torch.tensor([100.0, -100.0], requires_grad=True)
-    loss = discriminator_loss(big, -big) + generator_loss(-big)
+    loss = discriminator_loss(big, -big)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(big.grad).all()
+
+
+def test_generator_loss_against_its_closed_form():
+    fake = torch.tensor([-1.0, 3.0])
+    assert torch.allclose(generator_loss(fake), -torch.log(torch.sigmoid(fake)).mean(), atol=1e-6)
+    # extreme logits stay finite (computed from logits, not from probabilities), with finite gradients
+    big = torch.tensor([100.0, -100.0], requires_grad=True)
+    loss = generator_loss(-big)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(big.grad).all()
     assert generator_loss(torch.tensor([-100.0])).item() == pytest.approx(100.0, rel=1e-6)
-    # least squares
+
+
+def test_ls_discriminator_loss_against_its_closed_form():
     assert math.isclose(
         ls_discriminator_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])).item(),
         0.5 * (0 + 4) / 2 + 0.5 * (0 + 4) / 2,
     )
+
+
+def test_ls_generator_loss_against_its_closed_form():
     assert math.isclose(ls_generator_loss(torch.tensor([1.0, -1.0])).item(), 0.5 * (0 + 4) / 2)
 
 

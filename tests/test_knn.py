@@ -5,9 +5,12 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from common.classifiers.k_nearest_neighbor import KNearestNeighbor
+from common.diagnose import assert_close
 from common.experiments.linear_classifiers import cross_validate_k
 
-METHODS = ["compute_distances_two_loops", "compute_distances_one_loop", "compute_distances_no_loops"]
+# Each distance method is an exercise of its own, checked against SciPy by tests of its own (one not written
+# yet fails only its own): the helpers take the method's name.
+DISTANCE_CASES = [(1, 1, 1), (5, 30, 7), (12, 40, 50)]  # num_test, num_train, D
 
 
 def _fitted(num_train=30, D=7, num_classes=4, seed=0, dtype=np.float64):
@@ -17,35 +20,77 @@ def _fitted(num_train=30, D=7, num_classes=4, seed=0, dtype=np.float64):
     return knn, rng
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("num_test,num_train,D", [(1, 1, 1), (5, 30, 7), (12, 40, 50)])
-def test_distances_match_scipy(method, num_test, num_train, D):
+def _check_distances_match_scipy(method, num_test, num_train, D):
     knn, rng = _fitted(num_train, D)
     X = rng.standard_normal((num_test, D)) * 10
     dists = getattr(knn, method)(X)
-    assert dists.shape == (num_test, num_train)
-    np.testing.assert_allclose(dists, cdist(X, knn.X_train), rtol=1e-10, atol=1e-10)
+    context = {
+        "num_test": num_test,
+        "num_train": num_train,
+        "axes": ("num_test", "num_train"),
+        "suspects": {"the L1 (Manhattan) distance instead of L2": cdist(X, knn.X_train, "cityblock")},
+    }
+    assert_close(f"{method}: dists", dists, cdist(X, knn.X_train), rtol=1e-10, atol=1e-10, context=context)
 
 
-def test_the_three_methods_agree_on_image_like_float32_data():
+def _check_image_like_float32_data(method, rtol):
+    """Pixel-sized float32 rows: the distances are computed in float64 (the no-loop expansion
+    ||x||^2 + ||t||^2 - 2 x.t loses a few digits to cancellation, hence its looser ``rtol``)."""
     rng = np.random.default_rng(1)
     X_train = rng.uniform(-128, 128, size=(50, 784)).astype(np.float32)
     X_test = rng.uniform(-128, 128, size=(9, 784)).astype(np.float32)
     knn = KNearestNeighbor()
     knn.train(X_train, rng.integers(10, size=50))
-    two, one, none = (getattr(knn, m)(X_test) for m in METHODS)
-    np.testing.assert_allclose(one, two, rtol=1e-12)
-    np.testing.assert_allclose(none, two, rtol=1e-9)
+    expected = cdist(X_test.astype(np.float64), X_train.astype(np.float64))
+    assert_close(f"{method}: dists", getattr(knn, method)(X_test), expected, rtol=rtol)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_distance_of_a_training_point_to_itself_is_zero_not_nan(method):
+def _check_self_distance_is_zero_not_nan(method):
     knn, _ = _fitted(20, 30)
     X = knn.X_train[:5] * 1e3 + 1e6  # large coordinates: ||x||^2 + ||t||^2 - 2 x.t cancels to round-off
     knn.train(X, knn.y_train[:5])
     dists = getattr(knn, method)(X)
     assert np.all(np.isfinite(dists)) and np.all(dists >= 0)
     np.testing.assert_allclose(np.diag(dists), 0.0, atol=1e-3 * np.abs(X).max())
+
+
+@pytest.mark.parametrize("num_test,num_train,D", DISTANCE_CASES)
+def test_two_loops_distances_match_scipy(num_test, num_train, D):
+    _check_distances_match_scipy("compute_distances_two_loops", num_test, num_train, D)
+
+
+@pytest.mark.parametrize("num_test,num_train,D", DISTANCE_CASES)
+def test_one_loop_distances_match_scipy(num_test, num_train, D):
+    _check_distances_match_scipy("compute_distances_one_loop", num_test, num_train, D)
+
+
+@pytest.mark.parametrize("num_test,num_train,D", DISTANCE_CASES)
+def test_no_loops_distances_match_scipy(num_test, num_train, D):
+    _check_distances_match_scipy("compute_distances_no_loops", num_test, num_train, D)
+
+
+def test_two_loops_on_image_like_float32_data():
+    _check_image_like_float32_data("compute_distances_two_loops", rtol=1e-12)
+
+
+def test_one_loop_on_image_like_float32_data():
+    _check_image_like_float32_data("compute_distances_one_loop", rtol=1e-12)
+
+
+def test_no_loops_on_image_like_float32_data():
+    _check_image_like_float32_data("compute_distances_no_loops", rtol=1e-9)
+
+
+def test_two_loops_distance_of_a_training_point_to_itself_is_zero_not_nan():
+    _check_self_distance_is_zero_not_nan("compute_distances_two_loops")
+
+
+def test_one_loop_distance_of_a_training_point_to_itself_is_zero_not_nan():
+    _check_self_distance_is_zero_not_nan("compute_distances_one_loop")
+
+
+def test_no_loops_distance_of_a_training_point_to_itself_is_zero_not_nan():
+    _check_self_distance_is_zero_not_nan("compute_distances_no_loops")
 
 
 def test_k1_predicts_the_label_of_the_nearest_point():
@@ -69,7 +114,14 @@ def test_ties_go_to_the_smaller_label():
     knn.train(np.zeros((4, 1)), np.array([7, 2, 5, 2]))
     dists = np.array([[0.1, 0.2, 0.9, 0.8], [0.3, 0.9, 0.1, 0.8], [0.2, 0.9, 0.1, 0.8]])
     # row 0: nearest two are labels 7 and 2 -> 2; rows 1, 2: labels 5 and 7 -> 5
-    np.testing.assert_array_equal(knn.predict_labels(dists, k=2), [2, 5, 5])
+    other_rules = {
+        "ties broken for the nearest neighbour's label, not the smaller label": np.array([7, 5, 5]),
+        "ties broken for the larger label, not the smaller label": np.array([7, 7, 7]),
+    }
+    y_pred = knn.predict_labels(dists, k=2)
+    assert_close(
+        "predict_labels: y_pred (k = 2)", y_pred, np.array([2, 5, 5]), atol=0, context={"suspects": other_rules}
+    )
     # four nearest: 7, 2, 5, 2 -> 2 wins outright
     np.testing.assert_array_equal(knn.predict_labels(dists, k=4), [2, 2, 2])
 

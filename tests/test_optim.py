@@ -1,10 +1,10 @@
 """Update rules against their formulas and against torch.optim where the two coincide."""
 
 import numpy as np
-import pytest
 import torch
 
 from common import optim
+from common.diagnose import assert_close
 from common.gradient_check import rel_error
 
 
@@ -46,9 +46,12 @@ def test_sgd_momentum_formula_and_torch():
     for g in grads:  # the contract: v = mu v - lr g; w = w + v
         v = 0.9 * v - 0.05 * g
         w_ref = w_ref + v
-    assert rel_error(w, w_ref) < 1e-12 and rel_error(config["velocity"], v) < 1e-12
+    # the weights are compared with the start in mind: a step the wrong way or of the wrong size is named
+    assert_close("sgd_momentum: w after 6 steps", w, w_ref, 1e-12, context={"start": w0})
+    assert_close("sgd_momentum: config['velocity']", config["velocity"], v, 1e-12)
     # torch keeps b = mu b + g and steps w -= lr b: the same trajectory at a constant learning rate
-    assert rel_error(w, _run_torch(torch.optim.SGD, w0, grads, lr=0.05, momentum=0.9)) < 1e-12
+    w_torch = _run_torch(torch.optim.SGD, w0, grads, lr=0.05, momentum=0.9)
+    assert_close("sgd_momentum: w after 6 steps", w, w_torch, 1e-12, context={"start": w0})
 
 
 def test_sgd_momentum_cs231n_values():
@@ -73,6 +76,9 @@ def test_rmsprop_cs231n_values():
     w, dw = _cs231n_w_dw()
     cache = np.linspace(0.6, 0.9, num=20).reshape(4, 5)
     next_w, config = optim.rmsprop(w, dw, {"learning_rate": 1e-2, "cache": cache})
+    new_cache = 0.99 * cache + 0.01 * dw**2
+    no_sqrt = w - 1e-2 * dw / (new_cache + 1e-8)
+    context = {"start": w, "suspects": {"the step divided by the cache instead of its square root": no_sqrt}}
     expected_next_w = np.array(
         [
             [-0.39223849, -0.34037513, -0.28849239, -0.23659121, -0.18467247],
@@ -89,14 +95,18 @@ def test_rmsprop_cs231n_values():
             [0.82883269, 0.84469141, 0.86060554, 0.87657507, 0.8926],
         ]
     )
-    assert rel_error(next_w, expected_next_w) < 1e-6  # the published values have 8 decimals
-    assert rel_error(config["cache"], expected_cache) < 1e-6
+    # the published values have 8 decimals
+    assert_close("rmsprop: next_w", next_w, expected_next_w, 1e-6, context=context)
+    assert_close("rmsprop: config['cache']", config["cache"], expected_cache, 1e-6)
 
 
 def test_adam_cs231n_values():
     w, dw = _cs231n_w_dw()
     m = np.linspace(0.6, 0.9, num=20).reshape(4, 5)
     v = np.linspace(0.7, 0.5, num=20).reshape(4, 5)
+    m_new, v_new = 0.9 * m + 0.1 * dw, 0.999 * v + 0.001 * dw**2
+    uncorrected = w - 1e-2 * m_new / (np.sqrt(v_new) + 1e-8)
+    context = {"start": w, "suspects": {"no bias correction (m and v not divided by 1 - beta**t)": uncorrected}}
     next_w, config = optim.adam(w, dw, {"learning_rate": 1e-2, "m": m, "v": v, "t": 5})
     expected_next_w = np.array(
         [
@@ -123,8 +133,9 @@ def test_adam_cs231n_values():
         ]
     )
     assert config["t"] == 6  # t is incremented before it is used
-    assert rel_error(next_w, expected_next_w) < 1e-6
-    assert rel_error(config["v"], expected_v) < 1e-6 and rel_error(config["m"], expected_m) < 1e-6
+    assert_close("adam: next_w", next_w, expected_next_w, 1e-6, context=context)
+    assert_close("adam: config['v']", config["v"], expected_v, 1e-6)
+    assert_close("adam: config['m']", config["m"], expected_m, 1e-6)
 
 
 def test_rmsprop_formula_and_torch():
@@ -163,10 +174,27 @@ def test_adam_first_step_is_lr_times_sign():
     assert rel_error(w, -1e-3 * np.sign(g)) < 1e-4
 
 
-@pytest.mark.parametrize("rule", [optim.sgd, optim.sgd_momentum, optim.rmsprop, optim.adam])
-def test_rules_decrease_a_quadratic(rule):
+def _minimise_a_quadratic(rule):
+    """300 steps of ``rule`` on ``|w|^2`` from (3, -2): a working rule ends near the minimum at 0."""
     w = np.array([3.0, -2.0])
     config = {"learning_rate": 0.05}
     for _ in range(300):
         w, config = rule(w, 2 * w, config)
     assert np.linalg.norm(w) < 0.1
+
+
+# one test per rule: a rule not written yet fails only its own
+def test_sgd_decreases_a_quadratic():
+    _minimise_a_quadratic(optim.sgd)
+
+
+def test_sgd_momentum_decreases_a_quadratic():
+    _minimise_a_quadratic(optim.sgd_momentum)
+
+
+def test_rmsprop_decreases_a_quadratic():
+    _minimise_a_quadratic(optim.rmsprop)
+
+
+def test_adam_decreases_a_quadratic():
+    _minimise_a_quadratic(optim.adam)

@@ -4,10 +4,13 @@ Tolerances: numeric checks rel_error < 1e-7 (centred differences, h=1e-5, float6
 in float64 with rtol=1e-10, atol=1e-12.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
+from common.diagnose import assert_all_close, assert_close
 from common.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from common.rnn_layers import (
     lstm_backward,
@@ -37,6 +40,46 @@ def params(rng, D, H, gates):
     )
 
 
+def _torch_rnn_h(x, h0, Wx, Wh, b):
+    """nn.RNN's hidden states (N, T, H) with our weights: the oracle of rnn_forward."""
+    rnn = torch.nn.RNN(Wx.shape[0], Wx.shape[1], batch_first=True).double()
+    with torch.no_grad():  # torch computes x W_ih^T + b_ih + h W_hh^T + b_hh
+        for p, v in zip(rnn.parameters(), (Wx.T, Wh.T, b, 0 * b)):
+            p.copy_(torch.from_numpy(v))
+        return rnn(torch.from_numpy(x), torch.from_numpy(h0)[None])[0].numpy()
+
+
+def _torch_lstm(x, h0, c0, Wx, Wh, b, order="ifog"):
+    """nn.LSTM's hidden states (N, T, H) and last cell state (N, H) with our weights, whose gate blocks are
+    (i, f, o, g) (torch's are (i, f, g, o)); with ``order``, what a step gives that reads its blocks as these
+    gates instead."""
+    H = h0.shape[1]
+    # our layout keeps gate k of "ifog" in block k; torch's keeps it in block "ifgo".index(k)
+    source = {gate: block for block, gate in enumerate(order)}
+    columns = np.concatenate([np.arange(source[g] * H, (source[g] + 1) * H) for g in "ifgo"])
+    lstm = torch.nn.LSTM(Wx.shape[0], H, batch_first=True).double()
+    with torch.no_grad():
+        for p, v in zip(lstm.parameters(), (Wx[:, columns].T, Wh[:, columns].T, b[columns], 0 * b)):
+            p.copy_(torch.from_numpy(v))
+        h, (_, c) = lstm(torch.from_numpy(x), (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None]))
+    return h.numpy(), c[0].numpy()
+
+
+def _gate_order_suspects(x, h0, c0, Wx, Wh, b):
+    """The hidden and cell states a step gives when it reads the four blocks in another order."""
+    hs, cs = {}, {}
+    for order in itertools.permutations("ifog"):
+        if order != tuple("ifog"):
+            label = f"the gates read in the order {', '.join(order)} instead of i, f, o, g"
+            hs[label], cs[label] = _torch_lstm(x, h0, c0, Wx, Wh, b, order)
+    return hs, cs
+
+
+# a difference confined to the earlier steps of a sequence: what the backward pass carries between steps
+CARRY = "the gradient that reaches step t from step t+1 (dprev_h, and dprev_c for an LSTM) must be added in"
+_SEQUENCE_AXES = {"dx": ("N", "T", "D"), "dh0": ("N", "H")}
+
+
 @pytest.mark.parametrize("N, T, D, H", SHAPES)
 def test_rnn_step_numeric(N, T, D, H):
     rng = np.random.default_rng(0)
@@ -45,9 +88,10 @@ def test_rnn_step_numeric(N, T, D, H):
     out, cache = rnn_step_forward(x, h, Wx, Wh, b)
     dout = rng.standard_normal(out.shape)
     grads = rnn_step_backward(dout, cache)
-    for arg, g in zip((x, h, Wx, Wh, b), grads):
-        num = eval_numerical_gradient_array(lambda _: rnn_step_forward(x, h, Wx, Wh, b)[0], arg, dout)
-        assert rel_error(num, g) < 1e-7
+    numeric = {}
+    for name, arg, g in zip(("dx", "dprev_h", "dWx", "dWh", "db"), (x, h, Wx, Wh, b), grads):
+        numeric[name] = (g, eval_numerical_gradient_array(lambda _: rnn_step_forward(x, h, Wx, Wh, b)[0], arg, dout))
+    assert_all_close("rnn_step_backward", numeric, 1e-7, context={"N": N, "D": D, "H": H})
 
 
 @pytest.mark.parametrize("N, T, D, H", SHAPES)
@@ -56,11 +100,15 @@ def test_rnn_sequence_numeric(N, T, D, H):
     x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
     Wx, Wh, b = params(rng, D, H, 1)
     out, cache = rnn_forward(x, h0, Wx, Wh, b)
+    # the forward pass first: the gradients below are those of the states it computes
+    assert_close("rnn_forward: h", out, _torch_rnn_h(x, h0, Wx, Wh, b), **TOL, context={"axes": ("N", "T", "H")})
     dout = rng.standard_normal(out.shape)
     grads = rnn_backward(dout, cache)
-    for arg, g in zip((x, h0, Wx, Wh, b), grads):
+    numeric = {}
+    for name, arg, g in zip(("dx", "dh0", "dWx", "dWh", "db"), (x, h0, Wx, Wh, b), grads):
         num = eval_numerical_gradient_array(lambda _: rnn_forward(x, h0, Wx, Wh, b)[0], arg, dout)
-        assert rel_error(num, g) < 1e-7
+        numeric[name] = (g, num, {"axes": _SEQUENCE_AXES.get(name)})
+    assert_all_close("rnn_backward", numeric, 1e-7, context={"T": T, "hints": {"partial:T": CARRY}})
 
 
 @pytest.mark.parametrize("N, T, D, H", SHAPES)
@@ -69,6 +117,14 @@ def test_lstm_step_numeric(N, T, D, H):
     x, h, c = rng.standard_normal((N, D)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
     Wx, Wh, b = params(rng, D, H, 4)
     next_h, next_c, cache = lstm_step_forward(x, h, c, Wx, Wh, b)
+    # the forward pass first, against nn.LSTM (one step): the gradients below are those of what it computes
+    want_h, want_c = _torch_lstm(x[:, None], h, c, Wx, Wh, b)
+    suspects_h, suspects_c = _gate_order_suspects(x[:, None], h, c, Wx, Wh, b)
+    states = {
+        "next_h": (next_h, want_h[:, 0], {"suspects": {k: v[:, 0] for k, v in suspects_h.items()}}),
+        "next_c": (next_c, want_c, {"suspects": suspects_c}),
+    }
+    assert_all_close("lstm_step_forward", states, **TOL)
     dh, dc = rng.standard_normal(next_h.shape), rng.standard_normal(next_c.shape)
     grads = lstm_step_backward(dh, dc, cache)
 
@@ -76,9 +132,11 @@ def test_lstm_step_numeric(N, T, D, H):
         out_h, out_c, _c = lstm_step_forward(x, h, c, Wx, Wh, b)
         return np.stack([out_h, out_c])
 
-    for arg, g in zip((x, h, c, Wx, Wh, b), grads):
-        num = eval_numerical_gradient_array(both, arg, np.stack([dh, dc]))
-        assert rel_error(num, g) < 1e-7
+    numeric = {}
+    for name, arg, g in zip(("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"), (x, h, c, Wx, Wh, b), grads):
+        numeric[name] = (g, eval_numerical_gradient_array(both, arg, np.stack([dh, dc])))
+    # dWx, dWh and db hold the four gates' blocks side by side
+    assert_all_close("lstm_step_backward", numeric, 1e-7, context={"blocks": ("i", "f", "o", "g")})
 
 
 @pytest.mark.parametrize("N, T, D, H", SHAPES)
@@ -87,11 +145,17 @@ def test_lstm_sequence_numeric(N, T, D, H):
     x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
     Wx, Wh, b = params(rng, D, H, 4)
     out, cache = lstm_forward(x, h0, Wx, Wh, b)
+    # the forward pass first (c0 = 0): the gradients below are those of the states it computes
+    want, _ = _torch_lstm(x, h0, np.zeros_like(h0), Wx, Wh, b)
+    assert_close("lstm_forward: h", out, want, **TOL, context={"axes": ("N", "T", "H")})
     dout = rng.standard_normal(out.shape)
     grads = lstm_backward(dout, cache)
-    for arg, g in zip((x, h0, Wx, Wh, b), grads):
+    numeric = {}
+    for name, arg, g in zip(("dx", "dh0", "dWx", "dWh", "db"), (x, h0, Wx, Wh, b), grads):
         num = eval_numerical_gradient_array(lambda _: lstm_forward(x, h0, Wx, Wh, b)[0], arg, dout)
-        assert rel_error(num, g) < 1e-7
+        numeric[name] = (g, num, {"axes": _SEQUENCE_AXES.get(name)})
+    context = {"T": T, "blocks": ("i", "f", "o", "g"), "hints": {"partial:T": CARRY}}
+    assert_all_close("lstm_backward", numeric, 1e-7, context=context)
 
 
 def t64(a, grad=True):
@@ -112,15 +176,18 @@ def test_rnn_matches_torch_rnn(N, T, D, H):
     xt, h0t = t64(x), t64(h0)
     ht, _ = rnn(xt, h0t[None])
     out, cache = rnn_forward(x, h0, Wx, Wh, b)
-    np.testing.assert_allclose(out, ht.detach().numpy(), **TOL)
+    assert_close("rnn_forward: h", out, ht.detach().numpy(), **TOL, context={"axes": ("N", "T", "H")})
     dout = rng.standard_normal(out.shape)
     ht.backward(torch.from_numpy(dout))
     dx, dh0, dWx, dWh, db = rnn_backward(dout, cache)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL)
-    np.testing.assert_allclose(dh0, h0t.grad.numpy(), **TOL)
-    np.testing.assert_allclose(dWx, rnn.weight_ih_l0.grad.numpy().T, **TOL)
-    np.testing.assert_allclose(dWh, rnn.weight_hh_l0.grad.numpy().T, **TOL)
-    np.testing.assert_allclose(db, rnn.bias_ih_l0.grad.numpy(), **TOL)
+    grads = {
+        "dx": (dx, xt.grad.numpy(), {"axes": ("N", "T", "D")}),
+        "dh0": (dh0, h0t.grad.numpy()),
+        "dWx": (dWx, rnn.weight_ih_l0.grad.numpy().T),
+        "dWh": (dWh, rnn.weight_hh_l0.grad.numpy().T),
+        "db": (db, rnn.bias_ih_l0.grad.numpy()),
+    }
+    assert_all_close("rnn_backward", grads, **TOL, context={"T": T, "hints": {"partial:T": CARRY}})
 
 
 @pytest.mark.parametrize("N, T, D, H", SHAPES)
@@ -139,16 +206,22 @@ def test_lstm_matches_torch_lstm(N, T, D, H):
     xt, h0t = t64(x), t64(h0)
     ht, _ = lstm(xt, (h0t[None], torch.zeros(1, N, H, dtype=torch.float64)))
     out, cache = lstm_forward(x, h0, Wx, Wh, b)
-    np.testing.assert_allclose(out, ht.detach().numpy(), **TOL)
+    suspects, _ = _gate_order_suspects(x, h0, np.zeros_like(h0), Wx, Wh, b)
+    context = {"axes": ("N", "T", "H"), "suspects": suspects}
+    assert_close("lstm_forward: h", out, ht.detach().numpy(), **TOL, context=context)
     dout = rng.standard_normal(out.shape)
     ht.backward(torch.from_numpy(dout))
     dx, dh0, dWx, dWh, db = lstm_backward(dout, cache)
     torch_to_ours = np.argsort(ours_to_torch)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL)
-    np.testing.assert_allclose(dh0, h0t.grad.numpy(), **TOL)
-    np.testing.assert_allclose(dWx, lstm.weight_ih_l0.grad.numpy().T[:, torch_to_ours], **TOL)
-    np.testing.assert_allclose(dWh, lstm.weight_hh_l0.grad.numpy().T[:, torch_to_ours], **TOL)
-    np.testing.assert_allclose(db, lstm.bias_ih_l0.grad.numpy()[torch_to_ours], **TOL)
+    grads = {
+        "dx": (dx, xt.grad.numpy(), {"axes": ("N", "T", "D")}),
+        "dh0": (dh0, h0t.grad.numpy()),
+        "dWx": (dWx, lstm.weight_ih_l0.grad.numpy().T[:, torch_to_ours]),
+        "dWh": (dWh, lstm.weight_hh_l0.grad.numpy().T[:, torch_to_ours]),
+        "db": (db, lstm.bias_ih_l0.grad.numpy()[torch_to_ours]),
+    }
+    context = {"T": T, "blocks": ("i", "f", "o", "g"), "hints": {"partial:T": CARRY}}
+    assert_all_close("lstm_backward", grads, **TOL, context=context)
 
 
 def test_word_embedding_accumulates_repeated_words():
@@ -161,10 +234,14 @@ def test_word_embedding_accumulates_repeated_words():
     dout = rng.standard_normal(out.shape)
     dW = word_embedding_backward(dout, cache)
     num = eval_numerical_gradient_array(lambda w: word_embedding_forward(x, w)[0], W, dout)
-    assert rel_error(num, dW) < 1e-8
+    repeated = (np.bincount(x.ravel(), minlength=V) > 1)[:, None]  # (V, 1)
+    every = "a word used several times gets every contribution: dW[x] += dout keeps only one (np.add.at adds all)"
+    context = {"axes": ("V", "D"), "regions": {"in the rows of words used more than once": repeated}}
+    context["hints"] = {"region": every}
+    assert_close("word_embedding_backward: dW", dW, num, 1e-8, context=context)
     Wt = t64(W)
     torch.nn.functional.embedding(torch.from_numpy(x), Wt).backward(torch.from_numpy(dout))
-    np.testing.assert_allclose(dW, Wt.grad.numpy(), **TOL)
+    assert_close("word_embedding_backward: dW", dW, Wt.grad.numpy(), **TOL, context=context)
     with pytest.raises(ValueError, match="only 5 rows"):
         word_embedding_forward(np.array([[5]]), W)
 
@@ -215,8 +292,8 @@ def test_shape_errors_name_the_argument():
         rnn_forward(x, h, np.zeros((3, 4)), np.zeros((4, 4)), np.zeros(4))
 
 
-def test_cs231n_published_forward_values():
-    """The expected outputs printed in CS231n's RNN/LSTM notebooks (8 decimals), for linspace inputs."""
+def test_rnn_step_cs231n_published_forward_values():
+    """The expected output printed in CS231n's RNN notebook (8 decimals), for linspace inputs."""
     N, D, H = 3, 10, 4
     x = np.linspace(-0.4, 0.7, num=N * D).reshape(N, D)
     prev_h = np.linspace(-0.2, 0.5, num=N * H).reshape(N, H)
@@ -229,6 +306,9 @@ def test_cs231n_published_forward_values():
     ]
     assert rel_error(rnn_step_forward(x, prev_h, Wx, Wh, b)[0], np.array(expected)) < 1e-7
 
+
+def test_lstm_cs231n_published_forward_values():
+    """The expected output printed in CS231n's LSTM notebook (8 decimals), for linspace inputs."""
     N, D, H, T = 2, 5, 4, 3
     x = np.linspace(-0.4, 0.6, num=N * T * D).reshape(N, T, D)
     h0 = np.linspace(-0.4, 0.8, num=N * H).reshape(N, H)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.diagnose import assert_close
 from common.experiments.style_transfer import content_loss, gram_matrix, style_loss, style_transfer, tv_loss
 
 RTOL, ATOL = 1e-10, 1e-12  # float64 throughout
@@ -27,7 +28,8 @@ def _gram_np(F, normalize=True):
 def test_content_loss_matches_numpy():
     a, b = _rng().normal(size=(2, 1, 5, 4, 3))
     got = content_loss(0.7, torch.from_numpy(a), torch.from_numpy(b))
-    np.testing.assert_allclose(float(got), 0.7 * np.sum((a - b) ** 2), rtol=RTOL)
+    context = {"C*H*W": a.size, "content_weight": 0.7}
+    assert_close("content_loss: loss", float(got), 0.7 * np.sum((a - b) ** 2), rtol=RTOL, context=context)
     with pytest.raises(ValueError, match="same shape"):
         content_loss(1.0, torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 4, 4))
 
@@ -36,8 +38,9 @@ def test_content_loss_matches_numpy():
 def test_gram_matrix_matches_numpy(normalize):
     F = _rng().normal(size=(2, 4, 3, 5))
     got = gram_matrix(torch.from_numpy(F), normalize=normalize).numpy()
-    assert got.shape == (2, 4, 4)
-    np.testing.assert_allclose(got, _gram_np(F, normalize), rtol=RTOL, atol=ATOL)
+    N, C, H, W = F.shape
+    context = {"C": C, "H*W": H * W, "C*H*W": C * H * W, "axes": ("N", "C", "C")}
+    assert_close("gram_matrix: gram", got, _gram_np(F, normalize), rtol=RTOL, atol=ATOL, context=context)
 
 
 def test_style_loss_matches_numpy_with_dict_and_list_features():
@@ -58,27 +61,42 @@ def test_style_loss_matches_numpy_with_dict_and_list_features():
 
 def test_tv_loss_matches_numpy():
     img = _rng().normal(size=(1, 3, 6, 7))
-    expected = 0.0
+    vertical = horizontal = 0.0
     for c in range(3):  # explicit neighbour differences
         for i in range(6):
             for j in range(7):
                 if i + 1 < 6:
-                    expected += (img[0, c, i + 1, j] - img[0, c, i, j]) ** 2
+                    vertical += (img[0, c, i + 1, j] - img[0, c, i, j]) ** 2
                 if j + 1 < 7:
-                    expected += (img[0, c, i, j + 1] - img[0, c, i, j]) ** 2
-    np.testing.assert_allclose(float(tv_loss(torch.from_numpy(img), 0.3)), 0.3 * expected, rtol=RTOL)
+                    horizontal += (img[0, c, i, j + 1] - img[0, c, i, j]) ** 2
+    one_direction = {
+        "only the vertical differences (the horizontal ones, along W, are missing)": 0.3 * vertical,
+        "only the horizontal differences (the vertical ones, along H, are missing)": 0.3 * horizontal,
+    }
+    got = float(tv_loss(torch.from_numpy(img), 0.3))
+    context = {"tv_weight": 0.3, "suspects": one_direction}
+    assert_close("tv_loss: loss", got, 0.3 * (vertical + horizontal), rtol=RTOL, context=context)
 
 
-def test_loss_gradients_match_numeric_gradients():
-    """Autograd through gram_matrix/style_loss/tv_loss agrees with central differences in float64."""
-    rng = _rng()
-    x = torch.from_numpy(rng.normal(size=(1, 2, 3, 3))).requires_grad_(True)
-    target = torch.from_numpy(rng.normal(size=(1, 2, 2)))
+def _gradcheck(loss):
+    """Autograd through ``loss`` (a function of one (1, 2, 3, 3) image) agrees with central differences in
+    float64: every operation in it is differentiable and nothing is detached."""
+    x = torch.from_numpy(_rng().normal(size=(1, 2, 3, 3))).requires_grad_(True)
+    assert torch.autograd.gradcheck(loss, (x,), eps=1e-6, atol=1e-6, rtol=1e-5)
 
-    def f(t):
-        return style_loss([t], [0], [target], [3.0]) + tv_loss(t, 0.2) + content_loss(0.5, t, 0 * t + 1)
 
-    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-6, rtol=1e-5)
+# one test per loss: a loss not written yet fails only its own
+def test_style_loss_gradients_match_numeric_gradients():
+    target = torch.from_numpy(np.random.default_rng(1).normal(size=(1, 2, 2)))
+    _gradcheck(lambda t: style_loss([t], [0], [target], [3.0]))
+
+
+def test_tv_loss_gradients_match_numeric_gradients():
+    _gradcheck(lambda t: tv_loss(t, 0.2))
+
+
+def test_content_loss_gradients_match_numeric_gradients():
+    _gradcheck(lambda t: content_loss(0.5, t, 0 * t + 1))
 
 
 def test_style_transfer_runs_and_reduces_the_loss():

@@ -1,9 +1,13 @@
 """VanillaRNN, LSTM and GRU from their equations, checked against torch.nn.RNN / LSTM / GRU and gradcheck."""
 
+import copy
+import itertools
+
 import pytest
 import torch
 from torch import nn
 
+from common.diagnose import assert_close
 from common.torch_models.rnn import GRU, KINDS, LSTM, RNNConfig, VanillaRNN, build_model
 
 RTOL, ATOL = 1e-10, 1e-12  # float64 throughout: the two implementations differ only by rounding
@@ -44,29 +48,44 @@ def test_rnn_matches_torch_rnn():
     torch.testing.assert_close(model(x), logits, rtol=0, atol=0)
 
 
-def test_lstm_matches_torch_lstm_with_gate_order_mapped():
-    model = _model(LSTM)
-    _randomise(model)
-    H = 5
-    ref = nn.LSTM(3, H, batch_first=True).double()
-    # ours: blocks i, f, o, g (row-vector W (D, 4H)); torch: i, f, g, o (W (4H, D))
-    order = [0, 1, 3, 2]
+def _reference_lstm(model, H, reads="ifog"):
+    """nn.LSTM with the weights of ``model``, whose blocks are i, f, o, g (row-vector W (D, 4H); torch: i, f, g, o,
+    W (4H, D)); with ``reads``, the LSTM of a cell that takes its four chunks as these gates instead."""
+    order = [reads.index(gate) for gate in "ifgo"]  # torch's block k comes from our block order[k]
 
-    def remap(w):  # (..., 4H) in i, f, o, g -> same in i, f, g, o
+    def remap(w):  # (..., 4H) in our blocks -> torch's order
         blocks = w.split(H, dim=-1)
         return torch.cat([blocks[k] for k in order], dim=-1)
 
+    ref = nn.LSTM(model.W_x.shape[0], H, batch_first=True).double()
     with torch.no_grad():
         ref.weight_ih_l0.copy_(remap(model.W_x).T)
         ref.weight_hh_l0.copy_(remap(model.W_h).T)
         ref.bias_ih_l0.copy_(remap(model.b))
         ref.bias_hh_l0.zero_()
+    return ref
+
+
+def test_lstm_matches_torch_lstm_with_gate_order_mapped():
+    model = _model(LSTM)
+    _randomise(model)
+    H = 5
+    ref = _reference_lstm(model, H)
     x = _x()
     h0 = torch.randn(2, H, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     c0 = torch.randn(2, H, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     logits, states = model(x, state=(h0, c0), return_states=True)
     out, (h_n, c_n) = ref(x, (h0[None], c0[None]))
-    torch.testing.assert_close(states["h"], out, rtol=RTOL, atol=ATOL)
+    with torch.no_grad():  # what a cell gives that takes the chunks in another order
+        other_orders = {
+            f"the chunks taken as the gates in the order {', '.join(p)}, not i, f, o, g": _reference_lstm(model, H, p)(
+                x, (h0[None], c0[None])
+            )[0]
+            for p in map("".join, itertools.permutations("ifog"))
+            if p != "ifog"
+        }
+    context = {"axes": ("N", "T", "H"), "suspects": other_orders}
+    assert_close("LSTM.forward: h", states["h"], out, rtol=RTOL, atol=ATOL, check_dtype=True, context=context)
     torch.testing.assert_close(states["c"][:, -1], c_n[0], rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(logits, h_n[0] @ model.W_ph + model.b_p, rtol=RTOL, atol=ATOL)
 
@@ -85,7 +104,17 @@ def test_gru_matches_torch_gru():
     h0 = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     logits, states = model(x, h0=h0, return_states=True)
     out, h_n = ref(x, h0[None])
-    torch.testing.assert_close(states["h"], out, rtol=RTOL, atol=ATOL)
+    # z and 1 - z swapped is nn.GRU with the z block's weights negated, as 1 - sigmoid(a) = sigmoid(-a)
+    negated = copy.deepcopy(ref)
+    with torch.no_grad():
+        for p in negated.parameters():
+            p[5:10].neg_()
+        swapped = negated(x, h0[None])[0]
+    context = {
+        "axes": ("N", "T", "H"),
+        "suspects": {"the update h = z * n + (1 - z) * h_prev (z and 1 - z swapped)": swapped},
+    }
+    assert_close("GRU.forward: h", states["h"], out, rtol=RTOL, atol=ATOL, check_dtype=True, context=context)
     torch.testing.assert_close(logits, h_n[0] @ model.W_ph + model.b_p, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(model(x, h0=h0), logits, rtol=0, atol=0)
     # gradients agree too (the same function, so autograd must give the same numbers)
@@ -102,7 +131,10 @@ def test_gru_gate_states_obey_the_cell_equations():
         assert ((s[k] > 0) & (s[k] < 1)).all(), k
     assert (s["n"].abs() < 1).all()
     h_prev = torch.cat([torch.zeros_like(s["h"][:, :1]), s["h"][:, :-1]], dim=1)
-    torch.testing.assert_close(s["h"], (1 - s["z"]) * s["n"] + s["z"] * h_prev, rtol=RTOL, atol=ATOL)
+    swapped = {"the update h = z * n + (1 - z) * h_prev (z and 1 - z swapped)": s["z"] * s["n"] + (1 - s["z"]) * h_prev}
+    expected = (1 - s["z"]) * s["n"] + s["z"] * h_prev
+    context = {"axes": ("N", "T", "H"), "suspects": swapped}
+    assert_close("GRU.forward: h", s["h"], expected, rtol=RTOL, atol=ATOL, check_dtype=True, context=context)
 
 
 def test_lstm_gate_states_obey_the_cell_equations():
@@ -116,8 +148,8 @@ def test_lstm_gate_states_obey_the_cell_equations():
     torch.testing.assert_close(s["h"], s["o"] * torch.tanh(s["c"]), rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("cls", [VanillaRNN, LSTM, GRU])
-def test_gradients_reach_every_parameter(cls):
+# one test per cell (each forward pass is an exercise of its own): a cell not written yet fails only its own
+def _check_gradients_reach_every_parameter(cls):
     model = _model(cls, seed=5)
     x = _x(N=4, T=8)
     y = torch.tensor([0, 1, 2, 3])
@@ -128,8 +160,19 @@ def test_gradients_reach_every_parameter(cls):
         assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
 
-@pytest.mark.parametrize("cls", [VanillaRNN, LSTM, GRU])
-def test_gradcheck_against_finite_differences(cls):
+def test_rnn_gradients_reach_every_parameter():
+    _check_gradients_reach_every_parameter(VanillaRNN)
+
+
+def test_lstm_gradients_reach_every_parameter():
+    _check_gradients_reach_every_parameter(LSTM)
+
+
+def test_gru_gradients_reach_every_parameter():
+    _check_gradients_reach_every_parameter(GRU)
+
+
+def _gradcheck_against_finite_differences(cls):
     model = _model(cls, D=2, H=3, C=2, seed=6)
     x = _x(N=2, T=4, D=2).requires_grad_(True)
     params = list(model.parameters())
@@ -139,6 +182,18 @@ def test_gradcheck_against_finite_differences(cls):
         return torch.func.functional_call(model, dict(zip(names, ps)), (x,))
 
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_rnn_gradcheck_against_finite_differences():
+    _gradcheck_against_finite_differences(VanillaRNN)
+
+
+def test_lstm_gradcheck_against_finite_differences():
+    _gradcheck_against_finite_differences(LSTM)
+
+
+def test_gru_gradcheck_against_finite_differences():
+    _gradcheck_against_finite_differences(GRU)
 
 
 def test_initialisation_orthogonal_and_forget_bias():

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from common.diagnose import assert_close
 from common.experiments.network_visualization import (
     blur_image,
     class_visualization_update_step,
@@ -61,7 +62,13 @@ def test_saliency_matches_central_differences():
     for n in range(2):  # the saliency definition, from the score of image n alone
         with torch.no_grad():
             g = _numeric_input_gradient(lambda x: float(net(x[None])[0, y[n]]), X[n])  # (3, 6, 6)
-        torch.testing.assert_close(S[n], g.abs().amax(dim=0), rtol=1e-6, atol=1e-9)
+        other_maps = {  # other ways of reducing the three channels' gradients
+            "the largest signed gradient over the channels instead of the largest absolute value": g.amax(dim=0),
+            "the sum of |gradient| over the channels instead of its maximum": g.abs().sum(dim=0),
+        }
+        context = {"axes": ("H", "W"), "suspects": other_maps}
+        name = f"compute_saliency_maps: saliency of image {n}"
+        assert_close(name, S[n], g.abs().amax(dim=0), rtol=1e-6, atol=1e-9, check_dtype=True, context=context)
 
 
 def test_saliency_on_the_pretrained_network(model, cat):
@@ -199,12 +206,29 @@ class GlobalRNGUntouched:
             )
 
 
-def test_every_method_runs_on_the_given_device_and_leaves_global_rng_alone(model, cat):
+# one test per exercise (saliency, fooling) and one for the given drivers: one not written yet fails only its own
+def test_saliency_runs_on_the_given_device_and_leaves_global_rng_alone(model, cat):
     cpu = torch.device("cpu")
     small = cat[..., :64, :64]
     with GlobalRNGUntouched():
         S = compute_saliency_maps(small, torch.tensor([285]), model, device=cpu)
+    assert S.device == cpu
+    with pytest.raises(ValueError, match="device"):
+        compute_saliency_maps(small, torch.tensor([285]), model, device="meta")
+
+
+def test_fooling_runs_on_the_given_device_and_leaves_global_rng_alone(model, cat):
+    cpu = torch.device("cpu")
+    small = cat[..., :64, :64]
+    with GlobalRNGUntouched():
         X_fool, _ = make_fooling_image(small, 6, model, max_iters=2, device=cpu)
+    assert X_fool.device == cpu and not X_fool.requires_grad
+
+
+def test_class_visualization_and_deepdream_run_on_the_given_device_and_leave_global_rng_alone(model, cat):
+    cpu = torch.device("cpu")
+    small = cat[..., :64, :64]
+    with GlobalRNGUntouched():
         img, _ = create_class_visualization(
             1, model, size=64, start_size=32, num_iterations=4, blur_every=2, generator=0, progress=False, device=cpu
         )
@@ -212,10 +236,7 @@ def test_every_method_runs_on_the_given_device_and_leaves_global_rng_alone(model
             small, "block1", model, num_octaves=2, iterations=2, generator=0, progress=False, device=cpu
         )
         create_class_visualization(1, size=32, start_size=None, num_iterations=1, progress=False, device=cpu)
-    assert S.device == cpu and X_fool.device == cpu and not X_fool.requires_grad
     assert isinstance(img, np.ndarray) and isinstance(dream, np.ndarray) and dream.shape == (64, 64, 3)
-    with pytest.raises(ValueError, match="device"):
-        compute_saliency_maps(small, torch.tensor([285]), model, device="meta")
 
 
 def test_randomness_comes_from_the_generator_or_seed(model):
