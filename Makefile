@@ -17,7 +17,7 @@ JUPYTER_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: run test setup data lint unit notebooks build clean-venv help git-filter chromium test-browser \
-	student check-release grade grade-totals checklist \
+	student check-release mistakes grade grade-totals checklist \
 	nbgrader-course nbgrader-submissions nbgrader-marks test-nbgrader
 .DEFAULT_GOAL := help
 
@@ -30,6 +30,7 @@ help:
 ifeq ($(EDITION),instructor)
 	@echo "make student        - write the student edition to dist/student"
 	@echo "make check-release  - prove the student edition sound (no leak, round trip, every exercise caught)"
+	@echo "make mistakes       - inject the catalogued common mistakes: every one caught, at least 90% named"
 	@echo "make grade SUBMISSION=PATH | SUBMISSIONS=DIR [SCHEDULER=tcp://host:port]   - grade one submission or a class"
 	@echo "make grade-totals   - recompute the gradebook's totals after marking written answers by hand"
 	@echo "make nbgrader-course OUT=DIR | nbgrader-submissions COURSE=DIR | nbgrader-marks COURSE=DIR | test-nbgrader"
@@ -153,6 +154,11 @@ student: $(VENV)/.installed
 
 check-release: $(VENV)/.installed data
 	$(PY) -m instructor.check_release
+
+# Each catalogued common mistake (instructor/mistakes.py) made in a copy of the tree: caught, and named by the
+# first failing check's message.
+mistakes: $(VENV)/.installed data
+	$(PY) -m instructor.mistakes
 
 # Grading runs each submission in a bubblewrap sandbox (instructor/sandbox.py). Installs Debian/Ubuntu's
 # bubblewrap when it is missing and this is root, or says how; then says whether the sandbox works here. Without

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Finding", "assert_all_close", "assert_close", "diagnose", "explain"]
+__all__ = ["Finding", "assert_all_close", "assert_close", "describe_shape", "diagnose", "explain"]
 
 #: Context keys that are not sizes.
 _RESERVED = {"axes", "regions", "suspects", "blocks", "hints", "expected_as", "start", "terms"}
@@ -383,8 +383,9 @@ def diagnose(actual, expected, context: dict | None = None, differs: np.ndarray 
     d = a - e
     if a.size > 1 and _close(d, np.full_like(d, d.mean())) and abs(d.mean()) > 0:
         return finding("offset", f"is off by {_fmt(d.mean())} everywhere", 2)
-    if a.size == 1 and abs(d.item()) > 0 and float(d.item()).is_integer():
-        return finding("offset", f"is larger than {of} by exactly {_fmt(d.item())}", 2)
+    if a.size == 1 and abs(d.item()) > 0.5 and abs(d.item() - round(d.item())) < 1e-9 * abs(d.item()):
+        word = "larger" if d.item() > 0 else "smaller"
+        return finding("offset", f"is {word} than {of} by exactly {_fmt(abs(d.item()))}", 2)
     if a.ndim >= 2:
         for axis in range(a.ndim):
             others = tuple(k for k in range(a.ndim) if k != axis)
@@ -525,6 +526,13 @@ def _compare(actual, expected, tol, rtol, atol, check_dtype) -> tuple[bool, np.n
 def explain(name: str, actual, expected, context: dict | None = None, differs=None) -> str:
     """The one- or two-line message naming the likely mistake (``name`` starts it: ``"affine_backward: db"``)."""
     return diagnose(actual, expected, context, differs).message(name)
+
+
+def describe_shape(name: str, shape, expected_shape, context: dict | None = None) -> str:
+    """The message for an output of the wrong shape, from the two shapes alone (a check of a contract that has
+    no expected values): ``describe_shape("affine_backward: dw", (5, 6), (6, 5), {"expected_as": "w"})``."""
+    empty = np.empty(tuple(shape), dtype=object), np.empty(tuple(expected_shape), dtype=object)
+    return diagnose(*empty, context).message(name)
 
 
 def _check(name, actual, expected, tol, rtol, atol, context, check_dtype):

@@ -5,6 +5,7 @@ import pytest
 
 from common import fast_layers, layers
 from common.classifiers.cnn import ThreeLayerConvNet
+from common.diagnose import explain
 from common.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from common.layer_utils import (
     conv_bn_relu_backward,
@@ -122,7 +123,13 @@ def test_conv_relu_and_conv_relu_pool_gradients():
     conv_param = {"stride": 1, "pad": 1}
     pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
     out = _check_sandwich(conv_relu_forward, conv_relu_backward, [x, w, b], [conv_param])
-    assert rel_error(out, np.maximum(0, layers.conv_forward_naive(x, w, b, conv_param)[0])) < 1e-10
+    naive = layers.conv_forward_naive(x, w, b, conv_param)[0]
+    if not rel_error(out, np.maximum(0, naive)) < 1e-10:
+        # the sandwich runs the fast layers; a mistake in the naive one shows whole before the ReLU
+        fast = fast_layers.conv_forward_fast(x, w, b, conv_param)[0]
+        flipped = fast_layers.conv_forward_fast(x, w[:, :, ::-1, ::-1].copy(), b, conv_param)[0]
+        context = {"axes": ("N", "F", "H'", "W'"), "suspects": {"a true convolution, the kernel flipped": flipped}}
+        raise AssertionError(explain("conv_forward_naive: out", naive, fast, context))
     out = _check_sandwich(conv_relu_pool_forward, conv_relu_pool_backward, [x, w, b], [conv_param, pool_param])
     assert out.shape == (2, 3, 4, 4)
 

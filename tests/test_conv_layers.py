@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from common import layers
+from common.diagnose import assert_all_close, assert_close
 from common.gradient_check import eval_numerical_gradient_array, rel_error
 
 # Tolerances: numeric gradients (h=1e-5, float64) rel_error < 1e-7 (the piecewise-linear pool gets 1e-8
@@ -42,12 +43,30 @@ def _conv_data(x_shape, w_shape, seed=0):
     return rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
 
 
+def _conv_context(x, w, b, stride, pad):
+    """What the diagnosis of a convolution knows: the sizes and axes, and the output of a flipped kernel."""
+    flipped = F.conv2d(*(torch.tensor(a) for a in (x, w[:, :, ::-1, ::-1].copy(), b)), stride=stride, padding=pad)
+    N, F_, H_out, W_out = flipped.shape
+    return {
+        "N": N,
+        "H'*W'": H_out * W_out,
+        "N*H'*W'": N * H_out * W_out,
+        "pad": pad,
+        "axes": ("N", "F", "H'", "W'"),
+        "suspects": {"a true convolution, the kernel flipped (DL libraries cross-correlate)": flipped.numpy()},
+    }
+
+
+_GRAD_AXES = {"dx": ("N", "C", "H", "W"), "dw": ("F", "C", "HH", "WW"), "db": ("F",)}
+
+
 # ---------------------------------------------------------------------------- convolution
 def test_conv_forward_matches_cs231n_values():
     x = np.linspace(-0.1, 0.5, num=96).reshape(2, 3, 4, 4)
     w = np.linspace(-0.2, 0.3, num=144).reshape(3, 3, 4, 4)
     b = np.linspace(-0.1, 0.2, num=3)
     out, _ = layers.conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
+    context = _conv_context(x, w, b, 2, 1)
     expected = np.array(
         [
             [
@@ -62,7 +81,7 @@ def test_conv_forward_matches_cs231n_values():
             ],
         ]
     )
-    assert rel_error(out, expected) < 1e-7
+    assert_close("conv_forward_naive: out", out, expected, 1e-7, context=context)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad", CONV_GEOMETRIES)
@@ -72,11 +91,11 @@ def test_conv_naive_matches_torch(x_shape, w_shape, stride, pad):
     out, cache = layers.conv_forward_naive(x, w, b, conv_param)
     dout = np.random.default_rng(1).standard_normal(out.shape)
     t_out, t_grads = _torch_grads(lambda a, c, d: F.conv2d(a, c, d, stride=stride, padding=pad), [x, w, b], dout)
-    assert out.shape == t_out.shape
-    assert rel_error(out, t_out) < TORCH_TOL
-    for got, want in zip(layers.conv_backward_naive(dout, cache), t_grads):
-        assert got.shape == want.shape
-        assert rel_error(got, want) < TORCH_TOL
+    context = _conv_context(x, w, b, stride, pad)
+    assert_close("conv_forward_naive: out", out, t_out, TORCH_TOL, context=context)
+    grads = layers.conv_backward_naive(dout, cache)
+    outputs = {k: (got, want, {"axes": _GRAD_AXES[k]}) for k, got, want in zip(_GRAD_AXES, grads, t_grads)}
+    assert_all_close("conv_backward_naive", outputs, TORCH_TOL, context=context)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad", CONV_GEOMETRIES[:3])
@@ -89,9 +108,12 @@ def test_conv_naive_numeric_gradients(x_shape, w_shape, stride, pad):
     dx_num = eval_numerical_gradient_array(lambda v: layers.conv_forward_naive(v, w, b, conv_param)[0], x, dout)
     dw_num = eval_numerical_gradient_array(lambda v: layers.conv_forward_naive(x, v, b, conv_param)[0], w, dout)
     db_num = eval_numerical_gradient_array(lambda v: layers.conv_forward_naive(x, w, v, conv_param)[0], b, dout)
-    assert rel_error(dx, dx_num) < NUM_TOL
-    assert rel_error(dw, dw_num) < NUM_TOL
-    assert rel_error(db, db_num) < NUM_TOL
+    context = _conv_context(x, w, b, stride, pad)
+    outputs = {
+        k: (got, num, {"axes": _GRAD_AXES[k]})
+        for k, got, num in zip(_GRAD_AXES, (dx, dw, db), (dx_num, dw_num, db_num))
+    }
+    assert_all_close("conv_backward_naive", outputs, NUM_TOL, context=context)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +134,15 @@ def test_conv_impossible_geometry_is_a_value_error(x_shape, w_shape, conv_param,
 
 
 # ---------------------------------------------------------------------------- max pooling
+def _pool_context(dx_expected):
+    """Max pooling's gradient is 0 away from the windows' maxima: a difference only there is named."""
+    return {
+        "axes": ("N", "C", "H", "W"),
+        "regions": {"where the gradient is 0 (not the maximum of any window)": dx_expected == 0},
+        "hints": {"region": "a window's gradient goes to its maximum only, not to the whole window"},
+    }
+
+
 def test_max_pool_forward_matches_cs231n_values():
     x = np.linspace(-0.3, 0.4, num=96).reshape(2, 3, 4, 4)
     out, _ = layers.max_pool_forward_naive(x, {"pool_width": 2, "pool_height": 2, "stride": 2})
@@ -139,9 +170,14 @@ def test_max_pool_naive_matches_torch(x_shape, ph, pw, stride):
     out, cache = layers.max_pool_forward_naive(x, pool_param)
     dout = np.random.default_rng(5).standard_normal(out.shape)
     t_out, (t_dx,) = _torch_grads(lambda a: F.max_pool2d(a, (ph, pw), stride=stride), [x], dout)
-    assert out.shape == t_out.shape
-    assert rel_error(out, t_out) == 0.0
-    assert rel_error(layers.max_pool_backward_naive(dout, cache), t_dx) < 1e-12
+    assert_close("max_pool_forward_naive: out", out, t_out, rtol=0, atol=0, context={"axes": ("N", "C", "H'", "W'")})
+    assert_close(
+        "max_pool_backward_naive: dx",
+        layers.max_pool_backward_naive(dout, cache),
+        t_dx,
+        1e-12,
+        context=_pool_context(t_dx),
+    )
 
 
 @pytest.mark.parametrize("x_shape,ph,pw,stride", POOL_GEOMETRIES[:2])
@@ -154,7 +190,7 @@ def test_max_pool_naive_numeric_gradient(x_shape, ph, pw, stride):
     dout = rng.standard_normal(out.shape)
     dx = layers.max_pool_backward_naive(dout, cache)
     dx_num = eval_numerical_gradient_array(lambda v: layers.max_pool_forward_naive(v, pool_param)[0], x, dout)
-    assert rel_error(dx, dx_num) < 1e-8
+    assert_close("max_pool_backward_naive: dx", dx, dx_num, 1e-8, context=_pool_context(dx_num))
 
 
 def test_max_pool_ties_go_to_the_first_maximum():
@@ -185,18 +221,19 @@ def test_spatial_batchnorm_train_matches_torch():
     gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
     bn_param = {"mode": "train"}
     out, cache = layers.spatial_batchnorm_forward(x, gamma, beta, bn_param)
-    # per-channel statistics over (N, H, W)
-    assert np.allclose(
-        ((out - beta[None, :, None, None]) / gamma[None, :, None, None]).mean(axis=(0, 2, 3)), 0, atol=1e-10
-    )
     dout = rng.standard_normal(out.shape)
     t_out, t_grads = _torch_grads(
         lambda a, g, bt: F.batch_norm(a, None, None, g, bt, training=True, eps=1e-5), [x, gamma, beta], dout
     )
-    assert rel_error(out, t_out) < TORCH_TOL
-    for got, want in zip(layers.spatial_batchnorm_backward(dout, cache), t_grads):
-        assert got.shape == want.shape
-        assert rel_error(got, want) < 1e-8
+    context = {"N*H*W": N * H * W, "axes": ("N", "C", "H", "W")}
+    assert_close("spatial_batchnorm_forward: out", out, t_out, TORCH_TOL, context=context)
+    # per-channel statistics over (N, H, W)
+    means = ((out - beta[None, :, None, None]) / gamma[None, :, None, None]).mean(axis=(0, 2, 3))
+    name = "spatial_batchnorm_forward: the mean of (out - beta) / gamma per channel"
+    assert_close(name, means, np.zeros(C), atol=1e-10, context=context)
+    grads = layers.spatial_batchnorm_backward(dout, cache)
+    outputs = {k: (got, want) for k, got, want in zip(("dx", "dgamma", "dbeta"), grads, t_grads)}
+    assert_all_close("spatial_batchnorm_backward", outputs, 1e-8, context=context)
     # running averages: momentum 0.9 from zeros
     assert np.allclose(bn_param["running_mean"], 0.1 * x.mean(axis=(0, 2, 3)))
     assert np.allclose(bn_param["running_var"], 0.1 * x.var(axis=(0, 2, 3)))
@@ -211,11 +248,18 @@ def test_spatial_batchnorm_numeric_gradients_and_test_mode():
     def f(v, g=gamma, bt=beta):
         return layers.spatial_batchnorm_forward(v, g, bt, {"mode": "train"})[0]
 
-    _, cache = layers.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    out, cache = layers.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    expected = F.batch_norm(
+        torch.tensor(x), None, None, torch.tensor(gamma), torch.tensor(beta), training=True, eps=1e-5
+    )
     dx, dgamma, dbeta = layers.spatial_batchnorm_backward(dout, cache)
-    assert rel_error(dx, eval_numerical_gradient_array(f, x, dout)) < 1e-6
-    assert rel_error(dgamma, eval_numerical_gradient_array(lambda g: f(x, g=g), gamma, dout)) < NUM_TOL
-    assert rel_error(dbeta, eval_numerical_gradient_array(lambda bt: f(x, bt=bt), beta, dout)) < NUM_TOL
+    context = {"N*H*W": 2 * 4 * 5, "axes": ("N", "C", "H", "W")}
+    assert_close("spatial_batchnorm_forward: out", out, expected.numpy(), TORCH_TOL, context=context)
+    assert_close("spatial_batchnorm_backward: dx", dx, eval_numerical_gradient_array(f, x, dout), 1e-6, context=context)
+    dgamma_num = eval_numerical_gradient_array(lambda g: f(x, g=g), gamma, dout)
+    assert_close("spatial_batchnorm_backward: dgamma", dgamma, dgamma_num, NUM_TOL, context=context)
+    dbeta_num = eval_numerical_gradient_array(lambda bt: f(x, bt=bt), beta, dout)
+    assert_close("spatial_batchnorm_backward: dbeta", dbeta, dbeta_num, NUM_TOL, context=context)
 
     bn_param = {"mode": "test", "running_mean": np.array([1.0, 2.0, 3.0]), "running_var": np.array([4.0, 1.0, 9.0])}
     out, _ = layers.spatial_batchnorm_forward(x, gamma, beta, bn_param)
@@ -230,6 +274,21 @@ def test_spatial_batchnorm_rejects_wrong_gamma_shape():
 
 
 # ---------------------------------------------------------------------------- spatial groupnorm
+def _groupnorm_suspects(x, gamma, beta, G):
+    """Group norm with the wrong number of groups: one per sample (layer norm), one per channel (instance norm)."""
+    out = {}
+    for groups, label in (
+        (1, "one group per sample (layer norm), whatever G is"),
+        (x.shape[1], "one group per channel (instance norm), whatever G is"),
+    ):
+        if groups != G:
+            t = F.group_norm(
+                torch.tensor(x), groups, torch.tensor(gamma.reshape(-1)), torch.tensor(beta.reshape(-1)), eps=1e-5
+            )
+            out[label] = t.numpy()
+    return out
+
+
 @pytest.mark.parametrize("C,G", [(6, 2), (4, 4), (6, 1)])
 def test_spatial_groupnorm_matches_torch(C, G):
     rng = np.random.default_rng(9)
@@ -240,10 +299,11 @@ def test_spatial_groupnorm_matches_torch(C, G):
     t_out, t_grads = _torch_grads(
         lambda a, g, bt: F.group_norm(a, G, g.reshape(-1), bt.reshape(-1), eps=1e-5), [x, gamma, beta], dout
     )
-    assert rel_error(out, t_out) < TORCH_TOL
-    for got, want in zip(layers.spatial_groupnorm_backward(dout, cache), t_grads):
-        assert got.shape == want.shape
-        assert rel_error(got, want) < 1e-8
+    context = {"C": C, "G": G, "axes": ("N", "C", "H", "W"), "suspects": _groupnorm_suspects(x, gamma, beta, G)}
+    assert_close("spatial_groupnorm_forward: out", out, t_out, TORCH_TOL, context=context)
+    grads = layers.spatial_groupnorm_backward(dout, cache)
+    outputs = {k: (got, want) for k, got, want in zip(("dx", "dgamma", "dbeta"), grads, t_grads)}
+    assert_all_close("spatial_groupnorm_backward", outputs, 1e-8, context=context)
 
 
 def test_spatial_groupnorm_numeric_gradients():
@@ -258,9 +318,12 @@ def test_spatial_groupnorm_numeric_gradients():
 
     _, cache = layers.spatial_groupnorm_forward(x, gamma, beta, G, {})
     dx, dgamma, dbeta = layers.spatial_groupnorm_backward(dout, cache)
-    assert rel_error(dx, eval_numerical_gradient_array(f, x, dout)) < 1e-6
-    assert rel_error(dgamma, eval_numerical_gradient_array(lambda g: f(x, g=g), gamma, dout)) < NUM_TOL
-    assert rel_error(dbeta, eval_numerical_gradient_array(lambda bt: f(x, bt=bt), beta, dout)) < NUM_TOL
+    context = {"C": C, "G": G, "axes": ("N", "C", "H", "W")}
+    assert_close("spatial_groupnorm_backward: dx", dx, eval_numerical_gradient_array(f, x, dout), 1e-6, context=context)
+    dgamma_num = eval_numerical_gradient_array(lambda g: f(x, g=g), gamma, dout)
+    assert_close("spatial_groupnorm_backward: dgamma", dgamma, dgamma_num, NUM_TOL, context=context)
+    dbeta_num = eval_numerical_gradient_array(lambda bt: f(x, bt=bt), beta, dout)
+    assert_close("spatial_groupnorm_backward: dbeta", dbeta, dbeta_num, NUM_TOL, context=context)
 
 
 @pytest.mark.parametrize("G,gamma_shape,match", [(4, (1, 6, 1, 1), "G"), (2, (6,), "gamma")])

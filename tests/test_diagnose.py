@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.diagnose import assert_all_close, assert_close, diagnose
+from common.diagnose import assert_all_close, assert_close, describe_shape, diagnose
 from common.gradient_check import rel_error
 
 
@@ -108,9 +108,8 @@ def test_regions_suspects_steps_terms_and_non_finite():
     )
     w0, step = rng.standard_normal(5), rng.standard_normal(5)
     assert "opposite way" in _message("f: w", w0 - step, w0 + step, 1e-12, context={"start": w0})
-    W = rng.standard_normal((3, 4))
-    assert "off by -1 * reg * W" in _message("f: dW", x[:12].reshape(3, 4), x[:12].reshape(3, 4) + 0.3 * W, 1e-7,
-                                            context={"terms": {"reg * W": 0.3 * W}})  # fmt: skip
+    W, dW = rng.standard_normal((3, 4)), x[:12].reshape(3, 4)
+    assert "off by -1 * reg * W" in _message("f: dW", dW, dW + 0.3 * W, 1e-7, context={"terms": {"reg * W": 0.3 * W}})
     assert "NaN" in _message("f: loss", np.nan, 1.0, 1e-7)
 
 
@@ -127,6 +126,13 @@ def test_all_close_reports_the_most_telling_output():
     assert str(info.value).startswith("affine_backward: db is 1/3 of the expected value (N = 3)")
     assert str(info.value).endswith("(dx also differs)")
     assert_all_close("affine_backward", {"dx": (dx, dx), "db": (db, db)}, 1e-7)
+
+
+def test_a_shape_alone_is_described():
+    assert describe_shape("f: dw", (5, 6), (6, 5), {"expected_as": "w"}).startswith(
+        "f: dw has shape (5, 6) where w has (6, 5), the transpose of its shape"
+    )
+    assert "wrong axis" in describe_shape("f: dgamma", (6,), (5,))
 
 
 def test_unexplained_differences_say_how_far_and_where_without_arrays():

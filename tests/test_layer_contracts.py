@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from common import layers, rnn_layers
+from common.diagnose import describe_shape
 
 DTYPES = [np.float32, np.float64]
 
@@ -32,7 +33,8 @@ def _unchanged(function, inputs, before):
 def _like(function, what, value, reference, reference_name, dtype):
     """``value`` (an output or gradient) has the shape of ``reference`` and the dtype of the inputs."""
     shape, want = np.shape(value), np.shape(reference)
-    assert shape == want, f"{function}: {what} has shape {shape}; it must have the shape of {reference_name}, {want}"
+    # the shapes alone say what kind of mistake it is: a transpose, a sum over the wrong axis, a lost axis
+    assert shape == want, describe_shape(f"{function}: {what}", shape, want, {"expected_as": reference_name})
     got = np.asarray(value).dtype
     assert got == dtype, (
         f"{function}: {what} is {got} for {np.dtype(dtype)} inputs; outputs and gradients keep the dtype of the "

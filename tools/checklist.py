@@ -71,6 +71,17 @@ def read_junit(path: Path) -> dict[str, tuple[bool, str]]:
     return results
 
 
+def failure_messages(folder: Path) -> dict[str, str]:
+    """``{test id: why it failed}`` for the failing checks of every JUnit XML file in ``folder`` (the first
+    message wins: it is what a student fixes first)."""
+    messages: dict[str, str] = {}
+    for path in sorted(Path(folder).glob("*.xml")):
+        for key, (ok, why) in read_junit(path).items():
+            if not ok and why:
+                messages.setdefault(key, why)
+    return messages
+
+
 def read_reports(folder: Path) -> dict[str, bool]:
     """``{test id: passed}`` from every JUnit XML file in ``folder`` (see :func:`read_junit`)."""
     results: dict[str, bool] = {}
@@ -141,6 +152,7 @@ def main(argv=None) -> int:
             first[key] += [t for t in e.get(key, []) if t not in first[key]]
     exercises = list(by_function.values())
     results = read_reports(args.reports)
+    messages = failure_messages(args.reports)
     counts: dict[str, int] = {}
     print("\nExercise checklist")
     wn = max([len("exercise")] + [len(e["function"]) for e in exercises])
@@ -153,6 +165,8 @@ def main(argv=None) -> int:
         print(f"{mark} {ex['function']:<{wn}} {ex['file']:<{wf}} {st}")
         if st == "failing" and (check := first_failing(ex, results)):
             print(f"{'':4}first failing check: {check}")
+            if check in messages:  # the check's own words: what differs, and the likely mistake
+                print(f"{'':8}{messages[check].removeprefix('AssertionError: ')}")
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     print(f"\n{len(exercises)} exercises: {summary}")
     return 0 if counts.get("passing", 0) == len(exercises) else 1
