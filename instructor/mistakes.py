@@ -662,7 +662,8 @@ def render_table(results: list[Outcome]) -> str:
         first = r.first.split("::", 1)[-1] if r.first else f"**nothing** {r.note}"
         named = "yes" if r.named else ("anywhere" if r.named_anywhere else "**no**")
         by = ("suspect" if SUSPECT_PHRASE in r.message else "pattern") if r.named else ""
-        lines.append(f"| {_cell(m.what, 90)} | `{function}` | `{first}` | {named} | {by} | {_cell(r.message)} |")
+        message = _cell(r.message.removeprefix("AssertionError: "))
+        lines.append(f"| {_cell(m.what, 90)} | `{function}` | `{first}` | {named} | {by} | {message} |")
     return "\n".join(lines)
 
 
