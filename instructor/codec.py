@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import functools
 import importlib
 import json
 import socket
@@ -195,6 +196,23 @@ class Encoder:
             return {"F": _qualpath(v)}
         if _travels_by_value(v):
             return {"O": _qualpath(type(v)), "st": self.encode(dict(vars(v)))}
+        if type(v) is functools.partial and _travels_by_name(v.func):
+            return {"PT": _qualpath(v.func), "a": self.encode(list(v.args)), "k": self.encode(dict(v.keywords))}
+        shared = _shared_name(v)
+        if shared is not None:
+            return {"K": shared[0], "a": shared[1]}
+        base = _library_base(v)
+        if base is not None:
+            # an object of a class the checks derived from a library class (to replace one method by an
+            # oracle): travels as the library class, with the methods it overrides as callbacks to this side
+            over = {}
+            for cls in type(v).__mro__:
+                if cls is base:
+                    break
+                for name, fn in vars(cls).items():
+                    if isinstance(fn, types.FunctionType) and name not in over:
+                        over[name] = self._handle(fn)
+            return {"O": _qualpath(base), "st": self.encode(dict(vars(v))), "ov": over}
         return self._handle(v)
 
     def _tensor(self, t, torch):
@@ -206,7 +224,7 @@ class Encoder:
         out = {"X": self._buf(raw), "dt": dtype, "sh": list(t.shape), "rg": bool(t.requires_grad)}
         if isinstance(t, torch.nn.Parameter):
             out["P"] = 1
-        if t.grad is not None and t.is_leaf:
+        if t.is_leaf and t.grad is not None:
             out["g"] = self._tensor(t.grad, torch)
         if self.track_grad and t.requires_grad:
             out["gi"] = len(self.grad_leaves)
@@ -229,6 +247,33 @@ def _travels_by_name(fn) -> bool:
         return resolve(f"{module}:{qual}", FUNCTION_PREFIXES + BY_VALUE_PREFIXES) is fn or isinstance(fn, type)
     except Exception:
         return False
+
+
+#: Objects both sides build the same way from files they both read, so they travel by name: the cache a
+#: loader keeps (a dict from key to object) and the loader that rebuilds the object from its key.
+SHARED_CACHES = {"common.torch_models.pretrained:_MODELS": "common.torch_models.pretrained:load_pretrained"}
+
+
+def _shared_name(v) -> tuple[str, str] | None:
+    for cache_path, loader in SHARED_CACHES.items():
+        module, _, name = cache_path.partition(":")
+        cache = getattr(sys.modules.get(module), name, None)
+        if isinstance(cache, dict):
+            for key, obj in cache.items():
+                if obj is v and isinstance(key, str):
+                    return loader, key
+    return None
+
+
+def _library_base(v) -> type | None:
+    """The nearest class of ``v``'s ancestors that travels by value, when ``v``'s own class does not."""
+    if not hasattr(v, "__dict__") or isinstance(v, (types.FunctionType, types.MethodType, types.ModuleType, type)):
+        return None
+    for cls in type(v).__mro__[1:]:
+        module = getattr(cls, "__module__", "") or ""
+        if module.startswith(BY_VALUE_PREFIXES) and "<" not in cls.__qualname__ and not hasattr(cls, "__slots__"):
+            return cls
+    return None
 
 
 def _travels_by_value(v) -> bool:
@@ -327,9 +372,39 @@ class Decoder:
             return self.handles.get(int(v["R"]))
         if tag == "F":
             return resolve(str(v["F"]), FUNCTION_PREFIXES + self.by_value)
+        if tag == "PT":
+            args, kwargs = self.decode(v["a"]), self.decode(v["k"])
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise ChannelError("a malformed partial")
+            return functools.partial(resolve(str(v["PT"]), FUNCTION_PREFIXES + self.by_value), *args, **kwargs)
+        if tag == "K":
+            loader = str(v["K"])
+            if loader not in SHARED_CACHES.values():
+                raise ChannelError(f"{loader!r} builds nothing that may travel by name")
+            return resolve(loader, FUNCTION_PREFIXES)(str(v["a"]))
         if tag == "O":
-            return self._object(str(v["O"]), v["st"])
+            obj = self._object(str(v["O"]), v["st"])
+            if "ov" in v:
+                obj = self._overridden(obj, v["ov"])
+            return obj
         raise ChannelError(f"an unknown tag {tag!r} in a message")
+
+    def _overridden(self, obj, over):
+        """``obj`` as an instance of a subclass whose methods named in ``over`` call back the other side, with
+        the object itself (by value) as their first argument."""
+        if not isinstance(over, dict) or not all(isinstance(k, str) and k.isidentifier() for k in over):
+            raise ChannelError("malformed overridden methods")
+        base = type(obj)
+        methods = {}
+        for name, ref in over.items():
+            remote = self.decode(ref)
+            methods[name] = (lambda r: lambda self, *a, **k: r(self, *a, **k))(remote)
+        # named as the library class, so that it travels back as one
+        sub = type(
+            base.__name__, (base,), {**methods, "__module__": base.__module__, "__qualname__": base.__qualname__}
+        )
+        obj.__class__ = sub
+        return obj
 
     @staticmethod
     def _dtype(name, allowed) -> str:

@@ -347,6 +347,11 @@ def sync(old, new):
     if torch is not None and type(old) is torch.Generator and type(new) is torch.Generator:
         old.set_state(new.get_state())
         return old
+    if type(old) is functools.partial and type(new) is functools.partial and old.func is new.func:
+        sync(old.keywords, new.keywords)  # a generator it holds moves on
+        for a, b in zip(old.args, new.args):
+            sync(a, b)
+        return old
     if type(old) is type(new) and isinstance(old, dict):
         for key in [k for k in old if k not in new]:
             del old[key]
@@ -361,9 +366,9 @@ def sync(old, new):
             old[:] = new
         return old
     if (
-        type(old) is type(new)
+        isinstance(old, type(new))
         and hasattr(old, "__dict__")
-        and type(old).__module__.startswith(("common.", "torch.nn."))
+        and type(new).__module__.startswith(("common.", "torch.nn."))
         and not isinstance(old, type)
     ):
         state = old.__dict__

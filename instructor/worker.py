@@ -110,12 +110,19 @@ class Worker:
     def vjp(self, peer: Peer, h: dict, bufs: list[bytes]):
         import torch
 
-        leaves, outputs = self.graphs.pop(int(h["graph"]))
+        gid = int(h["graph"])
+        if gid not in self.graphs:
+            raise KeyError(f"graph {gid} is no longer kept (too many calls since)")
+        self.graphs.move_to_end(gid)
+        leaves, outputs = self.graphs[gid]
         grads = peer.decoder(bufs).decode(h["grads"])
         pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
         if not pairs:
             return peer.answer([None] * len(leaves))
-        got = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True)
+        # kept: a test may differentiate the same output more than once (a Jacobian, row by row)
+        got = torch.autograd.grad(
+            [o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True, retain_graph=True
+        )
         return peer.answer(list(got))
 
 

@@ -107,7 +107,11 @@ def test_class_visualization_step_is_the_normalised_gradient_of_the_regularised_
     with torch.no_grad():
         linear[1].weight.copy_(W.T)
     img = torch.randn(1, 3, 4, 4, generator=gen, dtype=torch.float64)
-    for transform, scale in ((None, 1.0), (lambda im: 2 * im, 2.0)):  # the score is of the transformed image
+    # the score is of the transformed image: a 1x1 convolution that doubles the image, a differentiable T
+    double = nn.Conv2d(3, 3, 1, bias=False).double().requires_grad_(False)
+    with torch.no_grad():
+        double.weight.copy_(2 * torch.eye(3, dtype=torch.float64).view(3, 3, 1, 1))
+    for transform, scale in ((None, 1.0), (double, 2.0)):
         x = img.clone().requires_grad_(True)
         score = class_visualization_update_step(x, linear, 2, l2_reg=0.3, learning_rate=0.7, transform=transform)
         assert score == pytest.approx(scale * float(img.flatten() @ W[:, 2]), rel=1e-12)

@@ -12,6 +12,7 @@ seed from the operating system); the global random state is never read or change
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -213,7 +214,11 @@ def create_class_visualization(
     for t in _progress(range(num_iterations), progress, f"class {target_y}"):
         if t == switch:
             img = resize(img.detach(), (size, size)).requires_grad_(True)  # (1, 3, size, size)
-        transform = lambda im: random_shift_scale(im, max_jitter, scale_jitter, generator)  # noqa: E731
+        # a partial of a library function rather than a closure, so that it can also travel as data (to the
+        # process that runs a student's step when grading)
+        transform = functools.partial(
+            random_shift_scale, max_jitter=max_jitter, scale_jitter=scale_jitter, generator=generator
+        )
         score = class_visualization_update_step(img, model, target_y, l2_reg, learning_rate, transform)
         with torch.no_grad():
             _clamp_pixels(img)
