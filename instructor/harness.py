@@ -21,13 +21,11 @@ touches. What a proxy keeps faithful:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib
 import json
 import os
-import pkgutil
 import socket
 import sys
 import threading
@@ -42,6 +40,9 @@ from instructor.codec import (
     Peer,
     RemoteError,
     RemoteObject,
+    import_library,
+    rebind,
+    sync,
 )
 
 ENV = "COURSE_HARNESS"
@@ -69,7 +70,7 @@ class WorkerCrashed(Exception):
 
 @dataclasses.dataclass
 class HarnessConfig:
-    targets: list[str]  # "module:function" or "module:Class.method"
+    targets: list[str]  # the functions graded in this run: "module:function" or "module:Class.method"
     tree: str  # the worker tree (the student's library)
     scratch: str  # the worker's private writable folder
     log: str  # where the worker's output goes (capped)
@@ -77,6 +78,7 @@ class HarnessConfig:
     isolate: bool = True
     limits: dict = dataclasses.field(default_factory=dict)
     readonly: dict = dataclasses.field(default_factory=dict)  # {mount point inside: host path}
+    env: dict = dataclasses.field(default_factory=dict)  # more environment for the worker
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HarnessConfig:
@@ -118,6 +120,7 @@ class Harness:
         self.box = None
         self.proxied_classes: set[type] = set()
         self.starts = 0
+        self.hung: set[str] = set()  # functions whose call ran out of time
         # one call at a time on the channel (tests may call from threads); re-entered by callbacks
         self.lock = threading.RLock()
 
@@ -144,6 +147,7 @@ class Harness:
             "PYTHONDONTWRITEBYTECODE": "1",
             "MPLBACKEND": "Agg",
         }
+        env.update(cfg.env)
         for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL"):
             if key in os.environ:
                 env[key] = os.environ[key]
@@ -157,7 +161,11 @@ class Harness:
         finally:
             theirs.close()
         self.box = box
-        self.peer = Peer(ours, {"call_handle": _call_local, "release": _release_local}, allow_class=self._allow_class)
+        self.peer = Peer(
+            ours,
+            {"call_handle": _call_local, "release": _release_local},
+            allow_class=self._allow_class,
+        )
         return self.peer
 
     def stop(self) -> None:
@@ -179,6 +187,8 @@ class Harness:
 
     # calls --------------------------------------------------------------------------------------
     def call(self, path: str, method: str | None, self_obj, args: tuple, kwargs: dict, label: str):
+        if label in self.hung:  # it ran out of time once: the later checks need not wait for it again
+            raise WorkerTimeout(label, self.config.call_seconds)
         with self.lock:
             return self._call(path, method, self_obj, args, kwargs, label)
 
@@ -225,6 +235,7 @@ class Harness:
                 raise cls(f"{e.message}{where}") from None
             raise StudentError(f"{label} raised {e.kind}: {e.message}{where}") from None
         except TimeoutError:
+            self.hung.add(label)
             self.stop()
             raise WorkerTimeout(label, self.config.call_seconds) from None
         except ChannelClosed:
@@ -315,71 +326,6 @@ def _replace(value, swap: dict):
     return value
 
 
-def sync(old, new):
-    """Bring ``old`` to ``new``'s state in place where it can be (arrays, tensors, dicts, lists, objects), so
-    that whoever holds ``old`` sees what a student's function did to it; returns the object to keep."""
-    if old is new:
-        return old
-    torch = _torch()
-    if type(old) is np.ndarray and type(new) is np.ndarray:
-        if old.shape == new.shape and old.dtype == new.dtype:
-            if old.tobytes() != new.tobytes() and old.flags.writeable:
-                np.copyto(old, new)
-            return old
-        return new
-    if torch is not None and isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor):
-        if old.shape == new.shape and old.dtype == new.dtype and type(old) is type(new):
-            with torch.no_grad():
-                if not torch.equal(old.detach().cpu(), new.detach()):
-                    old.copy_(new)
-                if new.grad is not None and (old.grad is None or not torch.equal(old.grad.cpu(), new.grad)):
-                    old.grad = new.grad.to(old.device)
-            return old
-        return new
-    if isinstance(old, np.random.Generator) and isinstance(new, np.random.Generator):
-        if type(old.bit_generator) is type(new.bit_generator):
-            old.bit_generator.state = new.bit_generator.state
-            return old
-        return new
-    if type(old) is np.random.RandomState and type(new) is np.random.RandomState:
-        old.set_state(new.get_state())
-        return old
-    if torch is not None and type(old) is torch.Generator and type(new) is torch.Generator:
-        old.set_state(new.get_state())
-        return old
-    if type(old) is functools.partial and type(new) is functools.partial and old.func is new.func:
-        sync(old.keywords, new.keywords)  # a generator it holds moves on
-        for a, b in zip(old.args, new.args):
-            sync(a, b)
-        return old
-    if type(old) is type(new) and isinstance(old, dict):
-        for key in [k for k in old if k not in new]:
-            del old[key]
-        for key, value in new.items():
-            old[key] = sync(old[key], value) if key in old else value
-        return old
-    if type(old) is list and type(new) is list:
-        if len(old) == len(new):
-            for i, value in enumerate(new):
-                old[i] = sync(old[i], value)
-        else:
-            old[:] = new
-        return old
-    if (
-        isinstance(old, type(new))
-        and hasattr(old, "__dict__")
-        and type(new).__module__.startswith(("common.", "torch.nn."))
-        and not isinstance(old, type)
-    ):
-        state = old.__dict__
-        for key in [k for k in state if k not in new.__dict__]:
-            del state[key]
-        for key, value in new.__dict__.items():
-            state[key] = sync(state[key], value) if key in state else value
-        return old
-    return new
-
-
 def _call_local(peer: Peer, h: dict, bufs: list[bytes]):
     """The worker calls back a function of the harness that a test passed to the student's code (a loss)."""
     dec = peer.decoder(bufs)
@@ -422,40 +368,10 @@ def _method_proxy(harness: Harness, module: str, cls_name: str, method: str, ori
     return proxy
 
 
-def _import_library(package: str = "common") -> None:
-    """Import every module of the library, so that every binding of a student's function can be replaced."""
-    pkg = importlib.import_module(package)
-    for info in pkgutil.walk_packages(pkg.__path__, package + "."):
-        if info.name.endswith("_cython"):
-            continue
-        with contextlib.suppress(ImportError):
-            importlib.import_module(info.name)
-
-
-def _rebind(original, proxy) -> None:
-    """Replace ``original`` by ``proxy`` wherever the library holds it: module globals, and dicts and lists at
-    module level (tables of update rules and the like)."""
-    for name, module in list(sys.modules.items()):
-        if not (name == "common" or name.startswith(("common.", "tests.", "bench."))) or module is None:
-            continue
-        namespace = vars(module)
-        for key, value in list(namespace.items()):
-            if value is original:
-                namespace[key] = proxy
-            elif type(value) is dict:
-                for k, v in list(value.items()):
-                    if v is original:
-                        value[k] = proxy
-            elif type(value) is list:
-                for i, v in enumerate(value):
-                    if v is original:
-                        value[i] = proxy
-
-
 def install(config: HarnessConfig) -> Harness:
     """Replace the student's functions and methods named in ``config.targets`` by proxies into the worker."""
     harness = Harness(config)
-    _import_library()
+    import_library()
     for target in config.targets:
         module, _, qual = target.partition(":")
         mod = importlib.import_module(module)
@@ -469,7 +385,7 @@ def install(config: HarnessConfig) -> Harness:
             harness.proxied_classes.add(cls)
         else:
             original = getattr(mod, qual)
-            _rebind(original, _function_proxy(harness, module, qual, original))
+            rebind(original, _function_proxy(harness, module, qual, original))
     return harness
 
 
