@@ -87,8 +87,9 @@ run: setup
 # (measured: a training step 10-15x slower with two threads per process on a loaded 2-core machine).
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
+# The grader's end-to-end gradings are left to make test-grading (minutes each).
 unit: setup
-	$(ONE_THREAD) $(PY) -m pytest tests -n $(WORKERS) --junitxml=$(REPORTS)/unit.xml
+	$(ONE_THREAD) $(PY) -m pytest tests -n $(WORKERS) -m "not slow_grading" --junitxml=$(REPORTS)/unit.xml
 
 # Notebooks in quick mode, one notebook per worker.
 notebooks: setup
@@ -176,7 +177,11 @@ sandbox: $(VENV)/.installed
 	fi
 	@$(PY) -m instructor.sandbox
 
-test-grading: sandbox
+# Real submissions graded end to end in the sandbox: the solved course, the untouched edition, alternatives,
+# wrong and broken pieces, attacks on the grader and the sandbox, a class on Dask. One grading at a time (each
+# takes the cores it is given).
+test-grading: sandbox data
+	$(ONE_THREAD) $(PY) -m pytest -p no:xdist -p no:cacheprovider -m slow_grading --durations=10 tests/grading
 
 # After marking the written answers in grades/gradebook.csv by hand: recompute its totals.
 grade-totals: $(VENV)/.installed

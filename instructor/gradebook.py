@@ -6,6 +6,7 @@ import csv
 import html
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -49,6 +50,15 @@ def read_gradebook(path: Path) -> dict[str, dict[str, str]]:
     return {r["student"]: r for r in rows if r.get("student") and r["student"] != "(max)"}
 
 
+#: The gradebook's column of review flags: constructs in a submission worth a look (they cost no points).
+REVIEW_COLUMN = "review flags"
+
+
+def _stale(column: str, ex_cols: list[str], answer_cols: list[str]) -> bool:
+    """A column of ours from an earlier layout of the course: an exercise's or a written answer's."""
+    return column.startswith("common/") or re.search(r" \(/[0-9.]+\)$", column) is not None
+
+
 def write_gradebook(reports: list[dict], exercises: list[Exercise], answers: dict[str, float], path: Path) -> None:
     """Write the gradebook: a row per student, a column per exercise, per written answer and the totals.
 
@@ -59,7 +69,12 @@ def write_gradebook(reports: list[dict], exercises: list[Exercise], answers: dic
     old = read_gradebook(path)
     answer_cols = [f"{aid} (/{pts:g})" for aid, pts in answers.items()]
     ex_cols = [ex.id for ex in exercises]
-    header = ["student", *ex_cols, "exercises total", *answer_cols, "answers total", "total"]
+    header = ["student", *ex_cols, "exercises total", *answer_cols, "answers total", "total", REVIEW_COLUMN]
+    # columns an instructor added (comments, late days ...) stay, after ours
+    added = []
+    for row in old.values():
+        added += [c for c in row if c and c not in header and c not in added and not _stale(c, ex_cols, answer_cols)]
+    header += added
     graded = {rep["student"]: rep for rep in reports}
     rows = []
     for student in sorted(set(old) | set(graded)):
@@ -73,12 +88,17 @@ def write_gradebook(reports: list[dict], exercises: list[Exercise], answers: dic
         ex_total = sum(v for v in map(_number, ex_cells) if v is not None)
         marks = [v for v in map(_number, ans_cells) if v is not None]
         ans_total = f"{sum(marks):g}" if marks else ""
-        rows.append([student, *ex_cells, f"{ex_total:g}", *ans_cells, ans_total, f"{ex_total + sum(marks):g}"])
+        review = graded[student].get("review", "") if student in graded else before.get(REVIEW_COLUMN) or ""
+        rows.append(
+            [student, *ex_cells, f"{ex_total:g}", *ans_cells, ans_total, f"{ex_total + sum(marks):g}", review]
+            + [before.get(c) or "" for c in added]
+        )
     ex_max = sum(e.points for e in exercises)
     ans_max = sum(answers.values())
     rows.append(
         ["(max)", *[f"{e.points:g}" for e in exercises], f"{ex_max:g}", *[f"{p:g}" for p in answers.values()]]
-        + [f"{ans_max:g}", f"{ex_max + ans_max:g}"]
+        + [f"{ans_max:g}", f"{ex_max + ans_max:g}", ""]
+        + [""] * len(added)
     )
     tmp = path.with_name(f".{path.name}.partial")
     with open(tmp, "w", newline="") as f:

@@ -56,7 +56,7 @@ class WorkerTimeout(Exception):
     """A call into a student's code did not return in time (the worker was killed)."""
 
     def __init__(self, function: str, seconds: float):
-        super().__init__(f"{function} did not return within {seconds:g} s: an endless loop, or far too slow")
+        super().__init__(f"{function} timed out: no answer within {seconds:g} s (an endless loop, or far too slow)")
         self.function = function
 
 

@@ -14,8 +14,8 @@ their folder, so the grader's rows carry it). Then the totals are recomputed.
 - an nbgrader cell whose points differ from the course's (``instructor/points.toml``) is an error: export
   the course again and regenerate the assignment.
 
-``make grade`` rewrites the gradebook without the comment columns (the marks stay): run this again after it.
-nbgrader's database is where marks and comments live.
+``make grade`` keeps the marks and the comment columns when it rewrites the gradebook; nbgrader's database is
+where marks and comments live, so running this again brings any later marking in.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _failure_message(bad: ET.Element) -> str:
     if not raw:
         raw = next((ln.strip() for ln in (bad.text or "").splitlines() if ln.strip()), "failed")
     message = raw if len(raw) <= 240 else raw[:239] + "…"
-    if "Timeout" in message:
+    if re.search(r"\bTimeout >", message):  # pytest-timeout's own ("Failed: Timeout >120.0s")
         return "Timeout " + " ".join(f"{f}:{n}" for f, n in _FRAME.findall(bad.text or ""))
     return message
 

@@ -74,6 +74,7 @@ def statuses(report: dict) -> dict[str, str]:
     return {r["id"]: r["status"] for r in report["exercises"]}
 
 
+@pytest.mark.slow_grading
 def test_the_solved_course_grades_full_marks(grader):
     report = grader.grade(ROOT)
     failed = {r["id"]: r["first_failure"] for r in report["exercises"] if r["status"] != "passed"}
@@ -82,6 +83,7 @@ def test_the_solved_course_grades_full_marks(grader):
     assert all(text for text in report["answers"].values())
 
 
+@pytest.mark.slow_grading
 def test_the_untouched_edition_grades_zero(grader, edition):
     report = grader.grade(edition)
     assert set(statuses(report).values()) == {"not started"}
@@ -95,6 +97,7 @@ def test_alternatives_cover_every_exercise_family(grader):
     assert not uncovered, f"exercises without a correct alternative in tests/grading/alternatives.py: {uncovered}"
 
 
+@pytest.mark.slow_grading
 def test_alternative_correct_implementations_get_full_marks(grader, edition, tmp_path):
     sub = solved_submission(edition, tmp_path / "alternatives", ALTERNATIVES, HELPERS)
     report = grader.grade(sub)
@@ -103,6 +106,7 @@ def test_alternative_correct_implementations_get_full_marks(grader, edition, tmp
     assert report["total"] == report["max"] > 0
 
 
+@pytest.mark.slow_grading
 def test_each_wrong_or_broken_piece_costs_exactly_its_exercise(grader, edition, tmp_path):
     replace = {block: code for block, (code, _) in WRONG.items()}
     # an endless loop and a syntax error, each in one exercise
@@ -139,6 +143,7 @@ def test_each_wrong_or_broken_piece_costs_exactly_its_exercise(grader, edition, 
     assert report["total"] == report["max"] - sum(by_id[e]["max"] for e in expected)
 
 
+@pytest.mark.slow_grading
 def test_reports_gradebook_and_answers_are_written(grader, edition, tmp_path):
     reports = [grader.grade(edition)]
     reports[0]["student"] = "untouched"
@@ -146,7 +151,8 @@ def test_reports_gradebook_and_answers_are_written(grader, edition, tmp_path):
     grade.write_answers(reports, grader.answers, ROOT, tmp_path / "answers")
     rows = (tmp_path / "gradebook.csv").read_text().splitlines()
     assert rows[0].startswith("student,") and rows[1].startswith("untouched,")
-    assert len(rows[0].split(",")) == 1 + len(grader.exercises) + 1 + len(grader.answers) + 2
+    assert len(rows[0].split(",")) == 1 + len(grader.exercises) + 1 + len(grader.answers) + 2 + 1
+    assert rows[0].endswith(",review flags")
     answer_files = sorted((tmp_path / "answers").glob("*.md"))
     assert len(answer_files) == len(grader.answers)
     assert "(no answer)" in answer_files[0].read_text()
