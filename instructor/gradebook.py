@@ -54,7 +54,7 @@ def read_gradebook(path: Path) -> dict[str, dict[str, str]]:
 REVIEW_COLUMN = "review flags"
 
 
-def _stale(column: str, ex_cols: list[str], answer_cols: list[str]) -> bool:
+def _stale(column: str) -> bool:
     """A column of ours from an earlier layout of the course: an exercise's or a written answer's."""
     return column.startswith("common/") or re.search(r" \(/[0-9.]+\)$", column) is not None
 
@@ -69,37 +69,52 @@ def write_gradebook(reports: list[dict], exercises: list[Exercise], answers: dic
     old = read_gradebook(path)
     answer_cols = [f"{aid} (/{pts:g})" for aid, pts in answers.items()]
     ex_cols = [ex.id for ex in exercises]
-    header = ["student", *ex_cols, "exercises total", *answer_cols, "answers total", "total", REVIEW_COLUMN]
-    # columns an instructor added (comments, late days ...) stay, after ours
-    added = []
+    ours = ["student", *ex_cols, "exercises total", *answer_cols, "answers total", "total", REVIEW_COLUMN]
+    # columns an instructor added (comments, late days ...) stay: one named after a written answer ("... comment")
+    # right after that answer's column, the others at the end
+    added: list[str] = []
     for row in old.values():
-        added += [c for c in row if c and c not in header and c not in added and not _stale(c, ex_cols, answer_cols)]
-    header += added
+        added += [c for c in row if c and c not in ours and c not in added and not _stale(c)]
+    header = []
+    for col in ours:
+        header.append(col)
+        if col in answer_cols:
+            aid = col.rsplit(" (/", 1)[0]
+            header += [c for c in added if c.startswith(aid + " ")]
+    header += [c for c in added if c not in header]
     graded = {rep["student"]: rep for rep in reports}
     rows = []
     for student in sorted(set(old) | set(graded)):
         before = old.get(student, {})
+        row = {c: before.get(c) or "" for c in added}
         if student in graded:
             pts = {r["id"]: r["points"] for r in graded[student]["exercises"]}
-            ex_cells = [f"{pts.get(c, 0):g}" for c in ex_cols]
+            row.update({c: f"{pts.get(c, 0):g}" for c in ex_cols})
+            row[REVIEW_COLUMN] = graded[student].get("review", "")
         else:
-            ex_cells = [before.get(c) or "" for c in ex_cols]
-        ans_cells = [(before.get(c) or "").strip() for c in answer_cols]
-        ex_total = sum(v for v in map(_number, ex_cells) if v is not None)
-        marks = [v for v in map(_number, ans_cells) if v is not None]
-        ans_total = f"{sum(marks):g}" if marks else ""
-        review = graded[student].get("review", "") if student in graded else before.get(REVIEW_COLUMN) or ""
-        rows.append(
-            [student, *ex_cells, f"{ex_total:g}", *ans_cells, ans_total, f"{ex_total + sum(marks):g}", review]
-            + [before.get(c) or "" for c in added]
+            row.update({c: before.get(c) or "" for c in ex_cols})
+            row[REVIEW_COLUMN] = before.get(REVIEW_COLUMN) or ""
+        row.update({c: (before.get(c) or "").strip() for c in answer_cols})
+        ex_total = sum(v for v in (_number(row[c]) for c in ex_cols) if v is not None)
+        marks = [v for v in (_number(row[c]) for c in answer_cols) if v is not None]
+        row.update(
+            {
+                "student": student,
+                "exercises total": f"{ex_total:g}",
+                "answers total": f"{sum(marks):g}" if marks else "",
+                "total": f"{ex_total + sum(marks):g}",
+            }
         )
+        rows.append([row.get(c, "") for c in header])
     ex_max = sum(e.points for e in exercises)
     ans_max = sum(answers.values())
-    rows.append(
-        ["(max)", *[f"{e.points:g}" for e in exercises], f"{ex_max:g}", *[f"{p:g}" for p in answers.values()]]
-        + [f"{ans_max:g}", f"{ex_max + ans_max:g}", ""]
-        + [""] * len(added)
+    maxima = {c: f"{e.points:g}" for c, e in zip(ex_cols, exercises)}
+    maxima.update({c: f"{p:g}" for c, p in zip(answer_cols, answers.values())})
+    maxima.update(
+        {"student": "(max)", "exercises total": f"{ex_max:g}", "answers total": f"{ans_max:g}"}
+        | {"total": f"{ex_max + ans_max:g}"}
     )
+    rows.append([maxima.get(c, "") for c in header])
     tmp = path.with_name(f".{path.name}.partial")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])

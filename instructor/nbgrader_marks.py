@@ -168,7 +168,10 @@ def merge_marks(book: Path, marks: dict[str, dict[str, Mark]], exercises, answer
         table = list(csv.reader(f))
     out_header, columns = [], []
     ans_col = {answer_column(aid, pts): aid for aid, pts in answers.items()}
+    stale = {comment_column(aid) for aid in answers}  # kept by write_gradebook; written afresh below
     for i, name in enumerate(table[0]):
+        if name in stale:
+            continue
         out_header.append(name)
         columns.append((i, None))
         if name in ans_col:

@@ -38,6 +38,31 @@ ZEROS = {
     "common/layers.py::softmax_loss": "loss, dx = 0.0, np.zeros_like(x)\n",
 }
 
+# How a block finds the instructor's solution of a function on any disk it can see.
+SOLUTION_OF = r'''
+def _solution_of(name):
+    """The instructor's body of ``name``, from any copy of the course this process can find."""
+    import os, re, sys
+    from pathlib import Path
+    places = {Path(sys.prefix), Path(sys.executable).resolve(), Path(os.getcwd()), Path(__file__).resolve()}
+    places |= {Path(v) for v in os.environ.values() if v.startswith("/")}
+    seen = set()
+    for place in places:
+        for top in [place, *place.parents]:
+            candidate = top / "common" / "layers.py"
+            if candidate in seen or candidate.resolve() == Path(__file__).resolve():
+                continue
+            seen.add(candidate)
+            try:
+                text = candidate.read_text()
+            except OSError:
+                continue
+            m = re.search(r"def " + name + r"\(.*?### BEGIN SOLUTION\n(.*?)    ### END SOLUTION", text, re.S)
+            if m:
+                return m.group(1)
+    return None
+'''
+
 # Helpers appended to common/layers.py: each runs when the worker imports the library.
 ATTACKS = f'''
 
@@ -106,28 +131,7 @@ class _Anything:
         return True
 
 
-def _solution_of(name):
-    """The instructor's body of ``name``, from any copy of the course this process can find."""
-    import os, re, sys
-    from pathlib import Path
-    places = {{Path(sys.prefix), Path(sys.executable).resolve(), Path(os.getcwd()), Path(__file__).resolve()}}
-    places |= {{Path(v) for v in os.environ.values() if v.startswith("/")}}
-    seen = set()
-    for place in places:
-        for top in [place, *place.parents]:
-            candidate = top / "common" / "layers.py"
-            if candidate in seen or candidate.resolve() == Path(__file__).resolve():
-                continue
-            seen.add(candidate)
-            try:
-                text = candidate.read_text()
-            except OSError:
-                continue
-            m = re.search(r"def " + name + r"\\(.*?### BEGIN SOLUTION\\n(.*?)    ### END SOLUTION", text, re.S)
-            if m:
-                return m.group(1)
-    return None
-
+{SOLUTION_OF}
 
 class _Escape:
     """Write into the instructor's repository and grades; start a process in a new session that stays."""
@@ -163,6 +167,13 @@ COPY = {
         "    out, cache = np.zeros_like(x), x\n"
     ),
 }
+
+
+def test_the_copy_attack_finds_the_solution_where_nothing_hides_it():
+    """The control: run where this repository is visible, the attack does find the solution it copies."""
+    namespace = {"__file__": "/nonexistent/common/layers.py"}
+    exec(SOLUTION_OF, namespace)
+    assert "np.maximum" in namespace["_solution_of"]("relu_forward")
 
 
 def _leftovers() -> list[str]:

@@ -185,7 +185,18 @@ def test_gradebook_merges_rows_and_keeps_hand_marks(tmp_path):
     assert rows["ann"]["nb.ipynb::q1 (/1)"] == "1" and rows["ann"]["answers total"] == "2.5"
     assert rows["ann"]["total"] == "4.5"
     assert rows["ben"]["exercises total"] == "3" and rows["ben"]["total"] == "3"
-    assert book.read_text().splitlines()[-1] == "(max),2,1,3,1,2,3,6"
+    assert book.read_text().splitlines()[-1] == "(max),2,1,3,1,2,3,6,"
+    # a column the instructor added (a comment beside an answer, late days) survives a regrade, in its place
+    text = book.read_text().splitlines()
+    text[0] = text[0].replace("nb.ipynb::q1 (/1),", "nb.ipynb::q1 (/1),nb.ipynb::q1 comment,") + ",late days"
+    text = [text[0]] + [line.replace("ann,2,0,2,1,", "ann,2,0,2,1,well argued,") + ",2" for line in text[1:]]
+    book.write_text("\n".join(text) + "\n")
+    grade.write_gradebook([report("ben", 2, 1)], exercises, answers, book)
+    rows = grade.read_gradebook(book)
+    assert rows["ann"]["nb.ipynb::q1 comment"] == "well argued" and rows["ann"]["late days"] == "2"
+    header = book.read_text().splitlines()[0].split(",")
+    assert header.index("nb.ipynb::q1 comment") == header.index("nb.ipynb::q1 (/1)") + 1
+    assert header[-1] == "late days" and rows["ann"]["total"] == "4.5"
     book.write_bytes(b"\xff\xfe\x00garbage")
     grade.write_gradebook([report("cat", 0, 0)], exercises, answers, book)
     assert set(grade.read_gradebook(book)) == {"cat"}
