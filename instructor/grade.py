@@ -17,9 +17,10 @@ For each submission (a student's course folder or a .zip of it):
    back as data (``instructor/codec.py``, never pickle). So no submission can touch pytest, the tests, NumPy's
    or torch's comparisons, the report, the solutions or the grades.
 3. **Behaviour is graded**: an exercise passes when every check that can reach it passes. First all the
-   student's functions are proxied together; an exercise whose checks fail there is graded again on its own
-   (its family of functions the student's, the instructor's everywhere else: in the harness and in that run's
-   worker tree), so a wrong layer costs its own exercise and not the models built on it.
+   student's functions are proxied together; an exercise whose checks fail there is graded again on its own:
+   its family of functions the student's, the instructor's everywhere else (in the harness; where the student's
+   code calls a function that did not pass, the worker asks the harness to run the instructor's version), so a
+   wrong layer costs its own exercise and not the models built on it.
 4. **A review of what cannot be graded by behaviour**: constructs worth a look (``instructor/review.py``:
    patching libraries, reading files, starting processes ...) are listed in the report and the gradebook.
 
@@ -143,9 +144,11 @@ def run_harness(
     isolate: bool,
     jobs: int = 1,
     timeout: float | None = None,
+    references: list[str] = (),
 ) -> dict[str, tuple[bool, str]]:
-    """Run the instructor's ``tests`` (in ``jobs`` processes) with ``targets`` proxied into a worker on ``tree``;
-    ``{test: (passed, why not)}``, where every test not reported as passed counts as failed."""
+    """Run the instructor's ``tests`` (in ``jobs`` processes) with ``targets`` proxied into a worker on ``tree``,
+    whose calls to ``references`` come back to the instructor's versions; ``{test: (passed, why not)}``, where
+    every test not reported as passed counts as failed."""
     if not tests:
         return {}
     scratch = run.folder / f"scratch-{run.tag}"
@@ -162,6 +165,7 @@ def run_harness(
         limits=asdict(limits),
         readonly=readonly,
         env={"COURSE_DATA_DIR": "/datasets" if readonly else str(datasets)},
+        references=list(references),
     )
     cfg_path = run.folder / f"harness-{run.tag}.json"
     config.save(cfg_path)
@@ -342,14 +346,14 @@ class Grader:
                 todo.append(ex)
         if not todo:
             return [results[ex.id] for ex in self.exercises]
-        # 1. every function of the student's at once
+        # 1. every function of the student's at once. One worker tree serves every run: the student's code (or a
+        # stub) in every block, no solution anywhere
         code = [b for b in self.blocks if b.kind == "code"]
-        tree = folder / "worker-all"
+        tree = folder / "worker-tree"
         problems = build_worker_tree(self.root, tree, self.blocks, work, {b.id for b in code})
         targets = sorted({target_of(b) for b in code})
         tests = sorted({t for ex in todo for t in ex.tests})
         together = run_harness(self.root, tree, targets, tests, Run(folder, "all"), self.limits, self.sandbox, jobs)
-        shutil.rmtree(tree, ignore_errors=True)
         again = []
         for ex in todo:
             ok, _ = _checks_outcome(ex, together)
@@ -357,38 +361,34 @@ class Grader:
                 results[ex.id] = ExerciseResult(ex.id, ex.points, ex.points, "passed", "", len(ex.tests))
             else:
                 again.append(ex)
+        # 2. each exercise that failed, on its own: its functions the student's, and wherever the student's code
+        # calls a function that did not pass, the instructor's (run by the harness, never in the worker)
+        passed = {ex_id for ex_id, r in results.items() if r.status == "passed"}
+        unsound = {target_of(b) for ex in self.exercises if ex.id not in passed for b in ex.blocks}
 
-        # 2. each exercise that failed, on its own
         def isolated(ex: Exercise) -> ExerciseResult:
             if time.perf_counter() - start > self.limits.submission_seconds:
                 return ExerciseResult(ex.id, 0, ex.points, "failed", "the submission ran out of time")
-            return self._isolated(ex, work, folder, problems)
+            return self._isolated(ex, tree, folder, problems, unsound)
 
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             for ex, result in zip(again, pool.map(isolated, again)):
                 results[ex.id] = result
+        shutil.rmtree(tree, ignore_errors=True)
         return [results[ex.id] for ex in self.exercises]
 
-    def _isolated(self, ex: Exercise, work: Work, folder: Path, problems: dict[str, str]) -> ExerciseResult:
+    def _isolated(
+        self, ex: Exercise, tree: Path, folder: Path, problems: dict[str, str], unsound: set[str]
+    ) -> ExerciseResult:
         """Grade ``ex`` with the student's family of functions (and the partners its checks call with it) and the
-        instructor's everywhere else."""
+        instructor's for every function in ``unsound`` (those whose checks the student's code did not pass)."""
         tag = re.sub(r"\W+", "_", ex.id)
-        tree = folder / f"worker-{tag}"
-        mine = ex.blocks + ex.partners
-        build_worker_tree(self.root, tree, self.blocks, work, {b.id for b in mine})
-        targets = sorted({target_of(b) for b in mine})
+        targets = sorted({target_of(b) for b in ex.blocks + ex.partners})
+        references = sorted(unsound - set(targets))
+        run, seconds = Run(folder, tag), self.limits.isolated_seconds
         res = run_harness(
-            self.root,
-            tree,
-            targets,
-            ex.tests,
-            Run(folder, tag),
-            self.limits,
-            self.sandbox,
-            1,
-            self.limits.isolated_seconds,
+            self.root, tree, targets, ex.tests, run, self.limits, self.sandbox, 1, seconds, references=references
         )
-        shutil.rmtree(tree, ignore_errors=True)
         ok, why = _checks_outcome(ex, res)
         note = next((problems[b.id] for b in ex.blocks if b.id in problems), "")
         if ok:

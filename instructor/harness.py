@@ -79,6 +79,9 @@ class HarnessConfig:
     limits: dict = dataclasses.field(default_factory=dict)
     readonly: dict = dataclasses.field(default_factory=dict)  # {mount point inside: host path}
     env: dict = dataclasses.field(default_factory=dict)  # more environment for the worker
+    # graded functions whose student version is not used in this run: where the student's code calls one, the
+    # instructor's version runs, here
+    references: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HarnessConfig:
@@ -121,6 +124,7 @@ class Harness:
         self.proxied_classes: set[type] = set()
         self.starts = 0
         self.hung: set[str] = set()  # functions whose call ran out of time
+        self.originals: dict[str, object] = {}  # reference target -> the instructor's function
         # one call at a time on the channel (tests may call from threads); re-entered by callbacks
         self.lock = threading.RLock()
 
@@ -163,10 +167,26 @@ class Harness:
         self.box = box
         self.peer = Peer(
             ours,
-            {"call_handle": _call_local, "release": _release_local},
+            {"call_handle": _call_local, "release": _release_local, "reference": self._serve_reference},
             allow_class=self._allow_class,
         )
+        self.request({"op": "setup", "references": list(cfg.references)}, [], "starting the worker")
         return self.peer
+
+    def _serve_reference(self, peer: Peer, h: dict, bufs: list[bytes]):
+        """The worker asks for the instructor's version of a graded function that a student's function called."""
+        target = str(h.get("target"))
+        fn = self.originals.get(target)
+        if fn is None:
+            raise ChannelError(f"{target!r} is not a function the worker may ask for")
+        dec = peer.decoder(bufs)
+        self_obj, args, kwargs = dec.decode(h["self"]), dec.decode(h["args"]), dec.decode(h["kwargs"])
+        if not isinstance(args, list) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise ChannelError("malformed arguments")
+        _set_rng_state(dec.decode(h["rng"]))
+        call_args = [self_obj, *args] if "." in target.partition(":")[2] else args
+        value = fn(*call_args, **kwargs)
+        return peer.answer(value, after={"self": self_obj, "args": args, "kwargs": kwargs, "rng": _rng_state()})
 
     def stop(self) -> None:
         if self.box is not None:
@@ -372,6 +392,12 @@ def install(config: HarnessConfig) -> Harness:
     """Replace the student's functions and methods named in ``config.targets`` by proxies into the worker."""
     harness = Harness(config)
     import_library()
+    for target in config.references:
+        module, _, qual = target.partition(":")
+        obj = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = vars(obj)[part] if isinstance(obj, type) else getattr(obj, part)
+        harness.originals[target] = obj
     for target in config.targets:
         module, _, qual = target.partition(":")
         mod = importlib.import_module(module)
