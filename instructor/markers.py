@@ -38,13 +38,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# the student's marks are defined once, in the module that ships with the edition (re-exported here)
+from tools.markers import ANSWER_STUB, STUB_TAG, STUDENT_BEGIN, STUDENT_END  # noqa: F401
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-STUDENT_BEGIN = "### YOUR CODE BEGINS (keep this line)"
-STUDENT_END = "### YOUR CODE ENDS (keep this line)"
-ANSWER_STUB = "*Your answer here.*"
-#: Text that every stub's message contains, so that tools recognise an exercise not started.
-STUB_TAG = "is yours to write"
 
 NBGRADER_SCHEMA = 3
 #: nbgrader metadata that describes a cell of a release (the stub it holds), not the instructor's cell: the

@@ -15,12 +15,11 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from tools.markers import STUB_TAG, STUDENT_BEGIN
+
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "tools" / "exercises.json"
 REPORTS = ROOT / ".cache" / "test-reports"
-STUB_TAG = "is yours to write"
-STUDENT_BEGIN = "### YOUR CODE BEGINS (keep this line)"
-STUDENT_END = "### YOUR CODE ENDS (keep this line)"
 
 
 # lines of pytest's assertion report that say nothing about the failure
