@@ -125,6 +125,10 @@ class Encoder:
         #: when a list: tensors that require grad get an output index and are collected here (the worker's
         #: results of a call that autograd follows in the harness)
         self.out_tensors: list | None = None
+        #: when a dict: arrays received in the request (id -> (index, bytes)) that, unchanged, are sent back as
+        #: their index only (the final state of a call's arguments is mostly what was sent)
+        self.unchanged: dict[int, tuple[int, bytes]] | None = None
+        self.sent: list = []  # the arrays encoded, in order (an answer may name one as unchanged)
         self._depth = 0
 
     def _buf(self, data: bytes) -> int:
@@ -167,7 +171,13 @@ class Encoder:
         if isinstance(v, np.ndarray) and type(v) is np.ndarray:
             if v.dtype.name not in _NUMPY_DTYPES:
                 return self._handle(v)
-            return {"A": self._buf(np.ascontiguousarray(v).tobytes()), "dt": v.dtype.name, "sh": list(v.shape)}
+            raw = np.ascontiguousarray(v).tobytes()
+            if self.unchanged is not None and id(v) in self.unchanged:
+                index, before = self.unchanged[id(v)]
+                if raw == before:
+                    return {"U": index, "dt": v.dtype.name, "sh": list(v.shape)}
+            self.sent.append(v)
+            return {"A": self._buf(raw), "dt": v.dtype.name, "sh": list(v.shape)}
         if isinstance(v, np.generic):
             if v.dtype.name not in _NUMPY_DTYPES:
                 return self._handle(v)
@@ -301,6 +311,10 @@ class Decoder:
         self.by_value = by_value
         self.grad_leaves: dict[int, Any] = {}
         self.outputs: dict[int, Any] = {}  # tensors marked as outputs autograd follows (see Encoder.out_tensors)
+        #: the arrays decoded, in order, with their bytes (see Encoder.unchanged)
+        self.arrays: list[tuple[Any, bytes]] = []
+        #: the arrays of the request this decodes the answer to (Encoder.sent), which it may name
+        self.sent: list | None = None
 
     def _buf(self, i) -> bytes:
         if not isinstance(i, int) or not 0 <= i < len(self.buffers):
@@ -338,7 +352,16 @@ class Decoder:
         if tag == "E":
             return Ellipsis
         if tag == "A":
-            return self._array(v["dt"], v["sh"], self._buf(v["A"]))
+            raw = self._buf(v["A"])
+            arr = self._array(v["dt"], v["sh"], raw)
+            self.arrays.append((arr, raw))
+            return arr
+        if tag == "U":
+            # an array of the request, back unchanged: the very object that was sent
+            i = v["U"]
+            if self.sent is None or not isinstance(i, int) or not 0 <= i < len(self.sent):
+                raise ChannelError("a reference to an array that was not sent")
+            return self.sent[i]
         if tag == "S":
             return self._array(v["dt"], [], self._buf(v["S"]))[()]
         if tag == "ndt":

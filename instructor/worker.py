@@ -170,7 +170,9 @@ class Worker:
         else:
             head["value"] = enc.encode(result)
         after_args = args[1:] if h.get("method") else args
+        enc.unchanged = {id(a): (i, raw) for i, (a, raw) in enumerate(dec.arrays)}
         head["after"] = enc.encode({"self": self_obj, "args": after_args, "kwargs": kwargs, "rng": rng_state()})
+        enc.unchanged = None
         return head, enc.buffers
 
     def vjp(self, peer: Peer, h: dict, bufs: list[bytes]):
