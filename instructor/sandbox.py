@@ -416,7 +416,6 @@ class Sandbox:
             args += ["--ro-bind", os.path.realpath(self._bwrap), os.path.realpath(self._bwrap)]
         args += ["--proc", "/proc", "--dev", "/dev"]
         args += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
-        args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
         args += ["--ro-bind", str(self.tree), TREE_INSIDE]
         for inside, host in self.readonly.items():
             args += ["--ro-bind", str(host), inside]
@@ -425,8 +424,10 @@ class Sandbox:
         # The folders above a mount point are made by bubblewrap; readable by all (as root it would copy the
         # host's, and the sandbox user could not reach an interpreter under /root).
         above = {str(p) for i, a in enumerate(args) if a in _BINDS for p in Path(args[i + 2]).parents}
-        made = [arg for d in sorted(above - {"/"}) for arg in ("--perms", "0755", "--dir", d)]
-        return made + args
+        made = [arg for d in sorted(above - {"/", "/tmp"}) for arg in ("--perms", "0755", "--dir", d)]
+        # the private /tmp first, so that an environment that lives below /tmp (a clone in /tmp) is bound over it
+        tmp = ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+        return tmp + made + args
 
     def _limit_opts(self) -> list[str]:
         lim = self.limits
