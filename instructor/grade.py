@@ -290,7 +290,7 @@ class Grader:
         if self.verbose:
             print(text, flush=True)
 
-    def grade(self, submission: Path, slot: int = 0, jobs: int | None = None) -> dict:
+    def grade(self, submission: Path, jobs: int | None = None) -> dict:
         """The report of one submission (see ``render_report``); ``jobs``: its test processes (default: every
         core, as when a single submission is graded)."""
         jobs = jobs or (os.cpu_count() or 1)
@@ -396,18 +396,15 @@ class Grader:
         return ExerciseResult(ex.id, 0, ex.points, "failed", (note + ": " if note else "") + why, len(ex.tests))
 
     def grade_all(self, submissions: list[Path]) -> list[dict]:
-        slots = list(range(self.workers))
-
-        def one(args):
-            i, sub = args
-            report = self.grade(sub, slots[i % self.workers], self.jobs)
+        def one(sub):
+            report = self.grade(sub, self.jobs)
             self._log(
                 f"  graded {report['student']}: {report['total']:g} / {report['max']:g} ({report['seconds']:.0f} s)"
             )
             return report
 
         with ThreadPoolExecutor(self.workers) as pool:
-            return list(pool.map(one, enumerate(submissions)))
+            return list(pool.map(one, submissions))
 
 
 def render_report(report: dict) -> str:
