@@ -6,6 +6,7 @@ Run from the repository root:
     python -m bench.cnn --widths 0.25 0.5 1  # other widths
     python -m bench.cnn --clock wall         # wall time with the course's thread policy (a quiet machine)
     python -m bench.cnn --compile            # also try torch.compile (slow to compile on CPU)
+    python -m bench.cnn --bf16               # also bfloat16 autocast (fast where the CPU has AVX-512 BF16 / AMX)
     python -m bench.cnn --markdown           # also print the table as Markdown (for bench/RESULTS.md)
 
 Each figure is the best of ``--repeats`` timed runs of ``--steps`` steps on random data (one warm-up run
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
 from torch import nn
 
+from bench.tables import cpu_description
 from common.config import set_cpu_threads
 from common.data.augment import Augment
 from common.data.torch_data import TensorBatches
@@ -56,7 +57,14 @@ def best_rate(fn, num_images: int, repeats: int) -> float:
 
 
 def bench_model(
-    cfg: VGGConfig, channels_last: bool, compile_: bool, batch_size: int, eval_batch: int, steps: int, repeats: int
+    cfg: VGGConfig,
+    channels_last: bool,
+    compile_: bool,
+    batch_size: int,
+    eval_batch: int,
+    steps: int,
+    repeats: int,
+    bf16: bool = False,
 ) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -74,16 +82,23 @@ def bench_model(
         model.train()
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            loss_fn(run(x), y).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(run(x), y)
+            loss.backward()
             opt.step()
 
     @torch.no_grad()
     def infer_steps():
         model.eval()
         for _ in range(max(1, steps // 2)):
-            run(xe)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                run(xe)
 
+    begin = time.perf_counter()
+    train_steps()  # the first step of a compiled model compiles it
+    first = time.perf_counter() - begin
     return {
+        "first_s": first,
         "params": count_parameters(model),
         "train": best_rate(train_steps, steps * batch_size, repeats),
         "infer": best_rate(infer_steps, max(1, steps // 2) * eval_batch, repeats),
@@ -121,6 +136,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 autocast")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     global clock
@@ -129,7 +145,7 @@ def main(argv=None) -> list[dict]:
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
-        f"{platform.processor() or platform.machine()}, "
+        f"{cpu_description()}, "
         f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     rows = []
@@ -147,15 +163,20 @@ def main(argv=None) -> list[dict]:
         )
         for width in args.widths:
             cfg = VGGConfig(in_channels=C, image_size=S, width=width)
-            variants = [("NCHW", False, False), ("channels_last", True, False)]
+            variants = [("NCHW", False, False, False), ("channels_last", True, False, False)]
+            if args.bf16:
+                variants.append(("channels_last + bf16", True, False, True))
             if args.compile:
-                variants.append(("channels_last + compile", True, True))
-            for label, cl, comp in variants:
-                r = bench_model(cfg, cl, comp, args.batch_size, args.eval_batch, args.steps, args.repeats)
+                variants.append(("channels_last + compile", True, True, False))
+            if args.compile and args.bf16:
+                variants.append(("channels_last + compile + bf16", True, True, True))
+            for label, cl, comp, bf16 in variants:
+                r = bench_model(cfg, cl, comp, args.batch_size, args.eval_batch, args.steps, args.repeats, bf16)
                 rows.append({"dataset": name, "width": width, "variant": label, **r})
                 print(
-                    f"{name:<14} width {width:<5} {label:<24} params {r['params']:>10,}  "
-                    f"train {r['train']:8.0f} img/s  infer {r['infer']:8.0f} img/s",
+                    f"{name:<14} width {width:<5} {label:<30} params {r['params']:>10,}  "
+                    f"train {r['train']:8.0f} img/s  infer {r['infer']:8.0f} img/s  "
+                    f"first {args.steps} steps {r['first_s']:.1f} s",
                     flush=True,
                 )
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -163,12 +184,15 @@ def main(argv=None) -> list[dict]:
         if r["variant"].startswith("data"):
             print(f"{r['dataset']:<14} data pipeline alone (TensorBatches + Augment): {r['train']:,.0f} img/s")
     if args.markdown:
-        print("\n| dataset shape | width | variant | params | train img/s | inference img/s |")
-        print("|---|---|---|---|---|---|")
+        print("\n| dataset shape | width | variant | params | train img/s | inference img/s | first steps s |")
+        print("|---|---|---|---|---|---|---|")
         for r in rows:
             params = f"{r['params']:,}" if isinstance(r["params"], int) else r["params"]
             infer = "-" if r["infer"] != r["infer"] else f"{r['infer']:,.0f}"
-            print(f"| {r['dataset']} | {r['width']} | {r['variant']} | {params} | {r['train']:,.0f} | {infer} |")
+            first = f"{r['first_s']:.1f}" if "first_s" in r else "-"
+            print(
+                f"| {r['dataset']} | {r['width']} | {r['variant']} | {params} | {r['train']:,.0f} | {infer} | {first} |"
+            )
     return rows
 
 

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from bench.tables import render_table
+from bench.tables import cpu_description, render_table
 from common import fast_layers, layers
 
 CONV_CASES = {
@@ -164,12 +164,7 @@ def bench_pool(case: dict, repeats: int, rng: np.random.Generator) -> dict:
 def machine_summary(threads: int) -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_description()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs; load average (1/5/15 min) {load}; "

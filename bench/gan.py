@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 
 import torch
 
-from bench.tables import render_table
+from bench.tables import cpu_description, render_table
 from common.config import get_device
 from common.data.images import load_mnist
 from common.experiments.gan import GANTrainConfig, train_gan
@@ -64,7 +63,7 @@ def main(argv=None) -> None:
     classifier, info = get_mnist_classifier(data=mnist, device=device)
     print(
         f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}; classifier test accuracy {info['test_acc']:.4f}"
+        f"{cpu_description()}; classifier test accuracy {info['test_acc']:.4f}"
     )
     results = [
         run(m, lr, args.steps, args.every, X, classifier, args.num_score, device)

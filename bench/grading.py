@@ -23,36 +23,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.tables import render_table
+from bench.tables import cpu_description, render_table
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cpu_description() -> str:
-    """The processor's model and its wide-vector and matrix extensions, from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    flag_line = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-    flags = set(flag_line.group(1).split()) if flag_line else set()
-    avx512 = sorted(f for f in flags if f.startswith("avx512"))
-    amx = sorted(f for f in flags if f.startswith("amx"))
-    ext = [
-        "AVX2" if "avx2" in flags else "no AVX2",
-        f"AVX-512 ({', '.join(avx512)})" if avx512 else "no AVX-512",
-        f"AMX ({', '.join(amx)})" if amx else "no AMX",
-    ]
-    hypervisor = " (virtual machine)" if "hypervisor" in flags else ""
-    return f"{model.group(1).strip() if model else 'unknown CPU'}{hypervisor}; {', '.join(ext)}"
 
 
 def noop_grade(path: Path) -> dict:

@@ -9,8 +9,11 @@ Run from the repository root, under the shared lock on a shared machine:
 
 Each measurement is a fresh worker process (``--worker``), so that ``OMP_WAIT_POLICY`` (read once, when torch
 loads its OpenMP runtime) can differ between runs. A worker warms up, then times each workload three times (the
-median is reported): a few training steps of the CNN notebook's reduced VGG on 1x28x28 images, a small MLP on
-MNIST-sized inputs, the tiny MLP of the PyTorch notebook, and a vanilla RNN on palindrome-sized sequences. Loads:
+median is reported): a few training steps of the CNN notebook's reduced VGG on 1x28x28 images, a few D and G steps
+of the GAN notebook's MLP GAN, a small MLP on MNIST-sized inputs, the tiny MLP of the PyTorch notebook, and a vanilla
+RNN on palindrome-sized sequences. Policies: a fixed count of 1 or 2 threads (2 also with passive waiting), and the
+course's ``load-aware`` policy: one thread, but the VGG and the GAN under one ``common.config.LoadAwareThreads``
+(every CPU while nothing else is busy), as the notebooks train them. Loads:
 
 - ``quiet``: nothing else runs (check the load average printed before and after);
 - ``1 hog``: one single-threaded NumPy matrix-product loop keeps the other core busy;
@@ -32,12 +35,23 @@ import subprocess
 import sys
 import time
 
-#: Policies measured: (label, torch threads, OMP_WAIT_POLICY or None for the runtime's default).
-POLICIES = (("1 thread", 1, None), ("2 threads", 2, None), ("2 threads, passive", 2, "PASSIVE"))
+#: Policies measured: (label, torch threads, OMP_WAIT_POLICY or None for the runtime's default, load-aware).
+#: "load-aware" is the course's: one thread per two CPUs, and ``common.config.LoadAwareThreads`` for the
+#: workloads in ``LOAD_AWARE`` (every CPU while nothing else is busy).
+POLICIES = (
+    ("1 thread", 1, None, False),
+    ("2 threads", 2, None, False),
+    ("2 threads, passive", 2, "PASSIVE", False),
+    ("load-aware", 1, None, True),
+)
 LOADS = ("quiet", "1 hog", "2 hogs", "peer")
-WORKLOADS = ("vgg", "mlp_mnist", "mlp_tiny", "rnn")
+WORKLOADS = ("vgg", "gan_mlp", "mlp_mnist", "mlp_tiny", "rnn")
+#: The workloads the course trains under ``LoadAwareThreads`` (the CNN notebook's VGG, the GAN notebook).
+LOAD_AWARE = ("vgg", "gan_mlp")
 #: Timed runs of each workload per worker; the median is reported.
 REPEATS = 3
+#: Seconds every worker spends warming up before it times anything.
+WARM_UP_S = 1.5
 
 _HOG = (
     "import numpy as np\n"
@@ -47,29 +61,57 @@ _HOG = (
 )
 
 
-def _workloads(scale: float) -> dict:
-    """name -> (warm-up, timed run) callables; each timed run is a fixed amount of training work."""
+def _workloads(scale: float, poll=None) -> dict:
+    """name -> (warm-up, timed run) callables; each timed run is a fixed amount of training work. ``poll`` (a
+    ``LoadAwareThreads.poll``) is called before each step of the workloads in ``LOAD_AWARE``."""
     import torch
     from torch import nn
 
+    from common.torch_models.gan import GANConfig, build_gan, discriminator_loss, generator_loss
     from common.torch_models.mlp import MLP, MLPConfig
     from common.torch_models.rnn import RNNConfig, VanillaRNN
     from common.torch_models.vgg import VGG, VGGConfig
 
     g = torch.Generator().manual_seed(0)
 
-    def trainer(model, x, y, steps, lr=0.01, clip=None):
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-
+    def looped(step, steps, before=None):
         def run(n=steps):
             for _ in range(n):
-                opt.zero_grad(set_to_none=True)
-                nn.functional.cross_entropy(model(x), y).backward()
-                if clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip)
-                opt.step()
+                if before is not None:
+                    before()
+                step()
 
         return (lambda: run(1)), run
+
+    def trainer(model, x, y, steps, lr=0.01, clip=None, before=None):
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+
+        return looped(step, steps, before)
+
+    def gan_trainer(steps, before=None):
+        G, D = build_gan(GANConfig(), seed=0)
+        opt_g, opt_d = (torch.optim.Adam(m.parameters(), 1e-3, betas=(0.5, 0.999)) for m in (G, D))
+        x_real = torch.rand(64, 1, 28, 28, generator=g) * 2 - 1
+
+        def step():  # one D step and one G step, as common.experiments.gan trains them
+            z = torch.randn(128, G.config.latent_dim, generator=g)
+            loss_d = discriminator_loss(D(x_real), D(G(z[:64]).detach()))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            loss_g = generator_loss(D(G(z[64:])))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+
+        return looped(step, steps, before)
 
     def steps(n):
         return max(1, round(n * scale))
@@ -82,31 +124,47 @@ def _workloads(scale: float) -> dict:
     x_seq = torch.nn.functional.one_hot(torch.randint(0, 10, (128, 19), generator=g), 10).float()
     labels = torch.randint(0, 10, (128,), generator=g)
     return {
-        "vgg": trainer(vgg, x_img, labels, steps(8)),
+        "vgg": trainer(vgg, x_img, labels, steps(8), before=poll),
+        "gan_mlp": gan_trainer(steps(40), before=poll),
         "mlp_mnist": trainer(MLP(MLPConfig(784, [256, 256], 10), generator=g), x_mnist, labels, steps(250)),
         "mlp_tiny": trainer(MLP(MLPConfig(2, [20, 20], 2), generator=g), x_tiny, labels[:32] % 2, steps(1500)),
         "rnn": trainer(VanillaRNN(RNNConfig(10, 128, 10), generator=g), x_seq, labels, steps(60), clip=10.0),
     }
 
 
-def worker(threads: int, scale: float, loop: bool) -> None:
+def worker(threads: int, scale: float, loop: bool, load_aware: bool = False) -> None:
     """Time each workload ``REPEATS`` times after a warm-up and print the median run's
-    ``{name: [wall s, cpu s]}`` as JSON; with ``loop``, keep running them (a peer load) until killed."""
+    ``{name: [wall s, cpu s]}`` as JSON; with ``loop``, keep running them (a peer load) until killed. With
+    ``load_aware`` the workloads in ``LOAD_AWARE`` run under one ``LoadAwareThreads`` (as the course trains its
+    convnet and its GANs) and the others with ``threads``."""
     import torch
 
+    from common.config import LoadAwareThreads
+
     torch.set_num_threads(threads)
-    work = _workloads(scale)
-    for warm, _ in work.values():
-        warm()
+    aware = LoadAwareThreads().__enter__() if load_aware else None  # one reading of the load for the whole run
+    work = _workloads(scale, poll=None if aware is None else aware.poll)
+
+    def run(name, fn):
+        if name not in LOAD_AWARE:
+            torch.set_num_threads(threads)  # the policy's count (the load-aware runs switch it before each step)
+        return fn()
+
+    # The same warm-up for every policy, long enough for the load-aware policy's first reading of the load (as
+    # a real training run has) and for oneDNN to have built its kernels for every workload.
+    deadline = time.perf_counter() + WARM_UP_S
+    while time.perf_counter() < deadline:
+        for name, (warm, _) in work.items():
+            run(name, warm)
     while loop:
-        for _, run in work.values():
-            run()
+        for name, (_, timed) in work.items():
+            run(name, timed)
     result = {}
-    for name, (_, run) in work.items():
+    for name, (_, timed) in work.items():
         times = []
         for _ in range(REPEATS):
             wall, cpu = time.perf_counter(), time.process_time()
-            run()
+            run(name, timed)
             times.append((time.perf_counter() - wall, time.process_time() - cpu))
         result[name] = sorted(times)[REPEATS // 2]  # the run with the median wall time
     print(json.dumps(result))
@@ -119,21 +177,18 @@ def _env(wait_policy: str | None) -> dict:
     return env
 
 
-def _start_load(load: str, threads: int, wait_policy: str | None, scale: float) -> list[subprocess.Popen]:
+def _worker_cmd(threads: int, scale: float, load_aware: bool, loop: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "bench.threads", "--worker", "--threads", str(threads), "--scale", str(scale)]
+    return cmd + ["--load-aware"] * load_aware + ["--loop"] * loop
+
+
+def _start_load(
+    load: str, threads: int, wait_policy: str | None, scale: float, load_aware: bool
+) -> list[subprocess.Popen]:
     if load == "quiet":
         return []
     if load == "peer":
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.threads",
-            "--worker",
-            "--loop",
-            "--threads",
-            str(threads),
-            "--scale",
-            str(scale),
-        ]
+        cmd = _worker_cmd(threads, scale, load_aware, loop=True)
         procs = [subprocess.Popen(cmd, env=_env(wait_policy), stdout=subprocess.DEVNULL)]
         time.sleep(3.0)  # let it import torch and start training
         return procs
@@ -143,11 +198,11 @@ def _start_load(load: str, threads: int, wait_policy: str | None, scale: float) 
     return procs
 
 
-def measure(threads: int, wait_policy: str | None, load: str, scale: float) -> dict:
+def measure(threads: int, wait_policy: str | None, load: str, scale: float, load_aware: bool = False) -> dict:
     """One worker's ``{workload: [wall, cpu]}`` under ``load``."""
-    procs = _start_load(load, threads, wait_policy, scale)
+    procs = _start_load(load, threads, wait_policy, scale, load_aware)
     try:
-        cmd = [sys.executable, "-m", "bench.threads", "--worker", "--threads", str(threads), "--scale", str(scale)]
+        cmd = _worker_cmd(threads, scale, load_aware)
         out = subprocess.run(cmd, env=_env(wait_policy), capture_output=True, text=True, check=True).stdout
     finally:
         for p in procs:
@@ -170,22 +225,31 @@ def main(argv=None) -> list[dict]:
         help="default: all but '2 hogs' (which adds little to '1 hog'), to keep the run short",
     )
     parser.add_argument("--scale", type=float, default=0.5, help="multiply the work of every workload")
+    parser.add_argument(
+        "--policies", nargs="+", choices=[p[0] for p in POLICIES], help="measure only these (default: all)"
+    )
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--load-aware", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.threads, args.scale, args.loop)
+        worker(args.threads, args.scale, args.loop, args.load_aware)
         return []
 
     import torch
 
-    print(f"torch {torch.__version__}, {os.cpu_count()} logical CPUs, load average before: {_loadavg()}", flush=True)
+    from bench.tables import cpu_description
+
+    print(f"{cpu_description()}; {os.cpu_count()} logical CPUs", flush=True)
+    print(f"torch {torch.__version__}, load average before: {_loadavg()}", flush=True)
     rows, start = [], time.perf_counter()
     for load in args.loads:
-        for label, threads, policy in POLICIES:
-            r = measure(threads, policy, load, args.scale)
+        for label, threads, policy, load_aware in POLICIES:
+            if args.policies and label not in args.policies:
+                continue
+            r = measure(threads, policy, load, args.scale, load_aware)
             rows.append({"load": load, "policy": label, **r})
             cells = "  ".join(f"{w} {r[w][0]:6.2f} ({r[w][1]:5.2f})" for w in WORKLOADS)
             print(f"{load:<7} {label:<20} {cells}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,11 +97,7 @@ def default_cpu_threads() -> int:
     (and Jupyter itself) from stalling each other, at a modest cost on a machine that is otherwise idle.
     ``bench/threads.py`` measures the trade-off; its figures are in ``bench/RESULTS.md``.
     """
-    try:
-        cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use (containers, taskset)
-    except AttributeError:  # macOS, Windows
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // 2)
+    return max(1, _available_cpus() // 2)
 
 
 def set_cpu_threads(num_threads: int | None = None) -> int:
@@ -121,6 +118,164 @@ def set_cpu_threads(num_threads: int | None = None) -> int:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     torch.set_num_threads(num_threads)
     return torch.get_num_threads()
+
+
+#: Environment variable that turns bfloat16 training on a CPU off (0) or on (1) regardless of the CPU.
+BF16_ENV = "COURSE_CPU_BF16"
+
+
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU multiplies bfloat16 natively (x86 ``avx512_bf16`` or ``amx_bf16``, read from Linux's
+    ``/proc/cpuinfo``). Elsewhere bfloat16 is emulated and slower than float32, so this is False."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def training_autocast_dtype(device) -> object | None:
+    """The reduced precision a training loop should autocast to on ``device``, or None for float32.
+
+    On a CPU with native bfloat16 (``cpu_has_bf16``), ``torch.bfloat16``: oneDNN's convolutions and matrix
+    products then run on bfloat16 inputs with float32 accumulation, while the weights, the optimiser and the
+    loss stay in float32. Everywhere else None (GPUs keep float32 too, so results match across machines).
+    ``$COURSE_CPU_BF16`` set to 0 or 1 overrides the detection.
+    """
+    import torch
+
+    if torch.device(device).type != "cpu":
+        return None
+    env = os.environ.get(BF16_ENV, "").strip().lower()
+    if env not in {"", "0", "1", "true", "false", "yes", "no", "on", "off"}:
+        raise ValueError(f"${BF16_ENV} must be 0 or 1, got {env!r}; unset it to follow the CPU")
+    enabled = env in {"1", "true", "yes", "on"} if env else cpu_has_bf16()
+    return torch.bfloat16 if enabled else None
+
+
+def training_precision(device) -> str:
+    """``"bfloat16"`` or ``"float32"``: what ``training_autocast_dtype(device)`` trains in, for cache keys (weights
+    trained in one precision are never loaded as the other's)."""
+    import torch
+
+    return str(training_autocast_dtype(device) or torch.float32).removeprefix("torch.")
+
+
+def _available_cpus() -> int:
+    """The CPUs this process may run on (containers, taskset), or all of them where that is unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all CPUs have spent busy since boot (Linux ``/proc/stat``; time taken by the hypervisor
+    counts as busy), or None where that file does not exist."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class LoadAwareThreads:
+    """Torch CPU threads for a heavy training loop that follow the machine's load.
+
+    While no other process keeps a CPU busy, the loop uses every CPU this process may run on; as soon as
+    other processes use more than ``busy_cores`` CPUs between them, it falls back to the count in use when
+    it started (the course's policy, ``set_cpu_threads``). Two threads on an idle 2-core machine train a
+    convnet much faster than one, but next to a busy process OpenMP's threads wait for each other while one
+    of them has lost its core, and a step can take many times longer (``bench/threads.py`` measures both).
+
+    ``poll()`` between training steps re-reads the load at most every ``interval`` seconds (the first time after
+    a quarter of it): the CPU time all CPUs were busy (``/proc/stat``) minus this process's own. A new instance
+    entered within ``interval`` of another's last reading starts from that reading's decision (back-to-back
+    runs, or a run and its test predictions, do not start over). Where the load cannot be read (macOS,
+    Windows), when ``$COURSE_THREADS`` fixes the count, or with a single CPU, it never changes anything. Use it
+    as a context manager; the count in use before is restored on exit. ``changes`` counts the switches.
+    """
+
+    #: (monotonic time, starting count, decision) of the latest reading of any instance.
+    _recent: tuple[float, int, int] | None = None
+
+    def __init__(self, busy_cores: float = 0.3, interval: float = 1.0):
+        if busy_cores <= 0 or interval <= 0:
+            raise ValueError(f"busy_cores and interval must be positive, got {busy_cores} and {interval}")
+        self.busy_cores, self.interval = busy_cores, interval
+        self.changes = 0
+        self._base = None
+        self._last = None  # (wall clock, busy CPU seconds of all CPUs, this process's CPU seconds)
+
+    @staticmethod
+    def _own_cpu_seconds() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def _sample(self):
+        busy = _busy_cpu_seconds()
+        if busy is None:
+            return None
+        return time.monotonic(), busy, self._own_cpu_seconds()
+
+    def __enter__(self) -> LoadAwareThreads:
+        import torch
+
+        self._base = torch.get_num_threads()
+        self._free = _available_cpus()
+        fixed = os.environ.get(THREADS_ENV, "").strip() != ""
+        self._last = None if fixed or self._free <= self._base else self._sample()
+        self._window = self.interval / 4  # a first decision soon, then one per interval
+        self._wanted = self._base
+        recent = LoadAwareThreads._recent
+        if self._last is not None and recent is not None:
+            seen, base, wanted = recent
+            if base == self._base and self._last[0] - seen <= self.interval:
+                self._wanted = wanted
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self._base is not None and torch.get_num_threads() != self._base:
+            torch.set_num_threads(self._base)
+        self._last = None
+
+    def others_busy(self) -> float | None:
+        """CPUs other processes kept busy since the last reading (None until ``interval`` has passed)."""
+        if self._last is None:
+            return None
+        now = self._sample()
+        elapsed = now[0] - self._last[0]
+        if elapsed < self._window:
+            return None
+        self._window = self.interval
+        others = max(0.0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / elapsed
+        self._last = now
+        return others
+
+    def poll(self) -> int:
+        """Decide between all CPUs and the starting count when a new reading of the load is due, and apply the
+        decision (also after other code changed the count); returns the count in use."""
+        import torch
+
+        others = self.others_busy()
+        if others is not None:
+            wanted = self._base if others > self.busy_cores else self._free
+            self.changes += wanted != self._wanted
+            self._wanted = wanted
+            LoadAwareThreads._recent = (self._last[0], self._base, wanted)
+        if self._wanted != torch.get_num_threads():
+            torch.set_num_threads(self._wanted)
+        return self._wanted
 
 
 def make_generator(seed: int | None = None):

@@ -23,9 +23,11 @@ from common.experiments.cnn import (
     match_crop_flip,
     one_cycle_scheduler,
     per_class_accuracy,
+    predict_with_flips,
     time_train_steps,
     train_and_score,
     train_vgg,
+    training_precision,
     vgg_cache_entry,
 )
 from common.torch_models.vgg import VGG, VGGConfig
@@ -64,7 +66,7 @@ def _tiny_run(recipe=TINY_RECIPE, **kwargs):
 
 
 def _entry(recipe=TINY_RECIPE) -> CacheEntry:
-    return vgg_cache_entry(TINY, recipe, "bands", 96, 32)
+    return vgg_cache_entry(TINY, recipe, "bands", 96, 32, training_precision(CPU))
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -293,3 +295,25 @@ def test_two_processes_training_one_cache_both_succeed(cache):
     _, info = _tiny_run(recipe=TWO_PROCESS_RECIPE)
     assert info["cached"] and info["val_acc"] == results[0]["val_acc"]
     assert not list((cache / "cnn").glob("*.partial.pt")) and not list((cache / "cnn").glob(".*.tmp"))
+
+
+def test_predict_with_flips_averages_an_image_and_its_mirror():
+    X, _ = _bands(20, seed=3)
+    X[:, :, :, :8] += 1.0  # left half brighter: the mirror image is a different input
+    model = VGG(TINY).eval()
+    both = predict_with_flips(model, X)
+    torch.testing.assert_close(both, (predict(model, X) + predict(model, X.flip(3))) / 2)
+    assert not torch.allclose(both, predict(model, X))  # the mirrored view counts
+    torch.testing.assert_close(predict_with_flips(model, X.flip(3)), both)  # and the order of the views does not
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        predict_with_flips(model, X[0])
+
+
+def test_the_training_precision_keys_the_cache(cache, monkeypatch):
+    monkeypatch.setenv("COURSE_CPU_BF16", "0")
+    _, info32 = _tiny_run()
+    monkeypatch.setenv("COURSE_CPU_BF16", "1")
+    _, info16 = _tiny_run()
+    assert (info32["precision"], info16["precision"]) == ("float32", "bfloat16")
+    assert not info16["cached"] and info16["path"] != info32["path"]  # never the other precision's weights
+    assert info16["history"]["train_loss"] != info32["history"]["train_loss"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from common.config import training_precision
 from common.diagnose import assert_close
 from common.experiments.gan import (
     GANTrainConfig,
@@ -425,7 +426,7 @@ def test_cached_training_is_keyed_by_config(tmp_path, monkeypatch):
     config = GANTrainConfig(num_steps=4, batch_size=16)
     G1, D1 = build_gan(small, seed=0)
     h1 = train_gan_cached(G1, D1, X, config, name="toy", device=CPU, progress=False)
-    path = gan_cache_entry("toy", small, config, X).path
+    path = gan_cache_entry("toy", small, config, X, precision=training_precision(CPU)).path
     assert path.parent == tmp_path / "gan" and path.is_file() and not list(tmp_path.rglob("*.partial.pt"))
     calls = []
     G2, D2 = build_gan(small, seed=1)
@@ -526,3 +527,49 @@ def test_training_without_ema_samples_the_raw_generator():
         callback=lambda step, g: seen.append(g),
     )
     assert history["G_ema"] is seen[-1] and seen[-1] is not G2
+
+
+def test_learning_rates_decay_linearly_to_zero_after_decay_from():
+    config = GANTrainConfig(num_steps=100, decay_from=0.5)
+    assert [config.lr_scale(s) for s in (0, 49, 50, 75, 99)] == [1.0, 1.0, 1.0, 0.5, 0.02]
+    assert GANTrainConfig(num_steps=100).lr_scale(99) == 1.0  # constant without decay_from
+    with pytest.raises(ValueError, match="decay_from"):
+        GANTrainConfig(decay_from=1.0)
+    # the loop uses it: both optimisers end at the last step's rate
+    X, _ = _toy_data(64)
+    G, D = build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0)
+    small = GANTrainConfig(num_steps=8, batch_size=16, lr_g=1e-3, lr_d=2e-3, decay_from=0.5, log_every=4)
+    seen = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", spy)
+        train_gan(G, D, X, small, device=CPU, progress=False)
+    d_rates, g_rates = seen[0::2], seen[1::2]  # D steps first, then G
+    assert d_rates == pytest.approx([2e-3 * small.lr_scale(s) for s in range(8)])
+    assert g_rates == pytest.approx([1e-3 * small.lr_scale(s) for s in range(8)])
+
+
+def test_bfloat16_training_is_keyed_apart_and_keeps_float32_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    X, _ = _toy_data(64)
+    small = GANConfig(g_hidden=(16, 32), d_hidden=(16,))
+    config = GANTrainConfig(num_steps=4, batch_size=16, log_every=1)
+    runs = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("COURSE_CPU_BF16", flag)
+        G, D = build_gan(small, seed=0)
+        seen = []
+        hook = D.net[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        runs[flag] = train_gan_cached(G, D, X, config, name="toy", device=CPU, progress=False)
+        hook.remove()
+        assert set(seen) == {torch.bfloat16 if flag == "1" else torch.float32}
+        assert all(p.dtype == torch.float32 for p in [*G.parameters(), *D.parameters()])
+    assert not runs["1"]["from_cache"]  # not the float32 run's weights
+    assert runs["1"]["d_loss"] != runs["0"]["d_loss"]
+    paths = {gan_cache_entry("toy", small, config, X, precision=p).path for p in ("float32", "bfloat16")}
+    assert len(paths) == 2 and all(p.is_file() for p in paths)

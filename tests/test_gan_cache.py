@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.config import training_precision
 from common.experiments.gan import GANTrainConfig, gan_cache_entry, train_gan, train_gan_cached
 from common.experiments.gan_scoring import (
     ClassifierTrainConfig,
@@ -62,7 +63,7 @@ def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def _gan_path(X, partial: bool):
-    entry = gan_cache_entry("toy", SMALL_GAN, GAN_TRAIN, X)
+    entry = gan_cache_entry("toy", SMALL_GAN, GAN_TRAIN, X, precision=training_precision(CPU))
     return entry.partial.path if partial else entry.path
 
 

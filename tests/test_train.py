@@ -213,3 +213,31 @@ def test_get_device():
     assert get_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="prefer"):
         get_device("tpu")
+
+
+def test_fit_in_bfloat16_keeps_float32_weights_and_learns(monkeypatch):
+    monkeypatch.delenv("COURSE_THREADS", raising=False)  # the load-aware threads at work too
+    X, y = _data(240)
+    model = _model(3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    threads_before = torch.get_num_threads()
+    history = fit(
+        model,
+        make_loader(X, y, batch_size=32),
+        opt,
+        6,
+        val_loader=make_loader(X, y, batch_size=64),
+        device=CPU,
+        progress=False,
+        adapt_threads=True,
+        autocast=torch.bfloat16,
+    )
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+    assert history["val_acc"][-1] > 0.9 and history["train_loss"][-1] < history["train_loss"][0]
+    assert torch.get_num_threads() == threads_before  # restored after training
+    # the forward pass really ran in bfloat16
+    seen = []
+    hook = model[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    train_epoch(model, make_loader(X, y, batch_size=240), opt, progress=False, autocast=torch.bfloat16)
+    hook.remove()
+    assert seen == [torch.bfloat16]

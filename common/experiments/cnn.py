@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import common.training.loop as training_loop
-from common.config import get_device
+from common.config import LoadAwareThreads, get_device, training_autocast_dtype, training_precision
 from common.data.augment import Augment
 from common.data.torch_data import TensorBatches
 from common.torch_models import vgg as vgg_module
@@ -27,12 +27,14 @@ __all__ = [
     "SGD_ONE_CYCLE",
     "one_cycle_scheduler",
     "vgg_cache_entry",
+    "training_precision",
     "train_vgg",
     "train_and_score",
     "match_crop_flip",
     "confusion_matrix",
     "per_class_accuracy",
     "time_train_steps",
+    "predict_with_flips",
 ]
 
 #: Keys of a finished run's cache file (``train_vgg``); a file without one of them is rebuilt.
@@ -111,8 +113,11 @@ def _build_model(config: VGGConfig, seed: int) -> VGG:
         return VGG(config)
 
 
-def vgg_cache_entry(config: VGGConfig, recipe: Recipe, data_tag: str, n_train: int, n_val: int) -> CacheEntry:
-    """Where ``train_vgg`` caches this run: keyed by config, recipe, data and the code that trains it."""
+def vgg_cache_entry(
+    config: VGGConfig, recipe: Recipe, data_tag: str, n_train: int, n_val: int, precision: str = "float32"
+) -> CacheEntry:
+    """Where ``train_vgg`` caches this run: keyed by config, recipe, data, the precision it trains in
+    (``"float32"`` or ``"bfloat16"``) and the code that trains it."""
     code = code_version(
         vgg_module,
         Augment,
@@ -124,7 +129,9 @@ def vgg_cache_entry(config: VGGConfig, recipe: Recipe, data_tag: str, n_train: i
         train_vgg,
         _train,
     )
-    key = cache_key(config=config, recipe=recipe, data=data_tag, n_train=n_train, n_val=n_val, code=code)
+    key = cache_key(
+        config=config, recipe=recipe, data=data_tag, n_train=n_train, n_val=n_val, precision=precision, code=code
+    )
     return cache_entry("cnn", f"vgg_{recipe.name}", key)
 
 
@@ -150,11 +157,15 @@ def train_vgg(
     after some epochs resumes from its last one; without it training starts afresh (and is cached).
     ``info``: ``history`` (``common.training.loop`` keys), ``train_time`` (s, training and per-epoch
     validation), ``images_per_s`` (training images over that time), ``best_epoch`` (1-based), ``val_acc``,
-    ``resumed_from`` (epochs loaded from an interrupted run), ``path``, ``cached``.
+    ``resumed_from`` (epochs loaded from an interrupted run), ``path``, ``cached``, ``precision`` (``"bfloat16"``
+    where the CPU trains in it, see ``common.config.training_autocast_dtype``, else ``"float32"``). On a CPU the
+    run uses every core while the machine is otherwise idle (``common.config.LoadAwareThreads``).
     """
     device = device or get_device()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    entry = vgg_cache_entry(config, recipe, data_tag, len(X_train), len(X_val))
+    autocast = training_autocast_dtype(device)
+    precision = training_precision(device)
+    entry = vgg_cache_entry(config, recipe, data_tag, len(X_train), len(X_val), precision)
     model = _build_model(config, recipe.seed)
     payload = entry.load(required=RESULT_KEYS) if use_cache else None
     if payload is not None:
@@ -165,13 +176,21 @@ def train_vgg(
         )
         cached = True
     else:
-        payload = _train(model, entry, recipe, X_train, y_train, X_val, y_val, use_cache, fmt, progress, device)
+        payload = _train(
+            model, entry, recipe, X_train, y_train, X_val, y_val, use_cache, fmt, progress, device, autocast
+        )
         entry.save(payload)
         entry.partial.discard()
         cached = False
     model = model.to(device, memory_format=fmt).eval()
     info = {k: payload[k] for k in RESULT_KEYS[1:]}
-    return model, {**info, "resumed_from": payload.get("resumed_from", 0), "path": entry.path, "cached": cached}
+    return model, {
+        **info,
+        "resumed_from": payload.get("resumed_from", 0),
+        "path": entry.path,
+        "cached": cached,
+        "precision": precision,
+    }
 
 
 def _train(
@@ -186,6 +205,7 @@ def _train(
     fmt: torch.memory_format,
     progress: bool,
     device: torch.device,
+    autocast: torch.dtype | None,
 ) -> dict:
     """Train ``model`` in place (ending with the best epoch's weights), checkpointing every epoch to
     ``entry.partial`` (and resuming from it when ``resume``); returns the finished run's payload."""
@@ -251,6 +271,8 @@ def _train(
             progress=progress,
             on_epoch_end=checkpoint,
             history=history,
+            adapt_threads=True,
+            autocast=autocast,
         )
     model.load_state_dict(best["best_model"])
     train_time = float(history["time"][-1])
@@ -297,7 +319,9 @@ def train_and_score(
         progress=False,
         device=device,
     )
-    logits = training_loop.predict(model, X_test, device=device)
+    with LoadAwareThreads() as threads:  # right after training: its reading of the load carries over
+        threads.poll()
+        logits = training_loop.predict(model, X_test, device=device)
     return {
         "test_acc": float((logits.argmax(1) == torch.as_tensor(y_test)).float().mean()),
         "val_acc": info["val_acc"],
@@ -308,6 +332,22 @@ def train_and_score(
         "n_train": len(X_train),
         "history": info["history"],
     }
+
+
+def predict_with_flips(model: nn.Module, X: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """Test-time augmentation: the mean of ``model``'s logits for each image ``X (N, C, H, W)`` and for its
+    mirror image (flipped left to right), as a CPU tensor ``(N, num_classes)``.
+
+    A mirrored photograph or garment keeps its label, so the two views are two honest guesses about one
+    image and their average makes fewer mistakes than either; the model was trained on both (random flips).
+    """
+    if X.ndim != 4:
+        raise ValueError(f"X must be a batch of images (N, C, H, W), got shape {tuple(X.shape)}")
+    with LoadAwareThreads() as threads:
+        threads.poll()
+        return (
+            training_loop.predict(model, X, device=device) + training_loop.predict(model, X.flip(3), device=device)
+        ) / 2
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -13,7 +14,13 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm.auto import tqdm
 
-from common.config import get_device, make_generator
+from common.config import (
+    LoadAwareThreads,
+    get_device,
+    make_generator,
+    training_autocast_dtype,
+    training_precision,
+)
 from common.torch_models import gan as gan_models
 from common.torch_models.gan import LOSSES, generate, latent_dim_of, sample_noise
 from common.training.checkpoint import CacheEntry, CacheWarning, cache_entry, cache_key, code_version, model_state
@@ -61,6 +68,7 @@ class GANTrainConfig:
     ema_decay: float | None = 0.999  # also keep an exponential moving average of G's weights; None: off
     num_samples: int = 25  # images in each recorded sample grid (drawn from one fixed noise batch)
     sample_steps: tuple[int, ...] | None = None  # steps at which to record samples; None: start, middle, end
+    decay_from: float | None = None  # fraction of the steps after which both lrs fall linearly to 0; None: constant
     log_every: int = 10  # record mean losses every this many steps
     checkpoint_every: int = 1000  # steps between callbacks and (with a cache entry) checkpoints
     seed: int = 0  # seeds the minibatches, the noise and the fixed sample noise
@@ -73,6 +81,16 @@ class GANTrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1) (e.g. 0.999) or be None, got {self.ema_decay}")
+        if self.decay_from is not None and not 0 <= self.decay_from < 1:
+            raise ValueError(f"decay_from must lie in [0, 1) (e.g. 0.5) or be None, got {self.decay_from}")
+
+    def lr_scale(self, step: int) -> float:
+        """The factor on both learning rates for step ``step`` (0-based): 1, then with ``decay_from`` a linear
+        fall to 0 over the last steps, which lets the two players settle instead of circling."""
+        if self.decay_from is None:
+            return 1.0
+        start = self.decay_from * self.num_steps
+        return 1.0 if step < start else max(0.0, (self.num_steps - step) / (self.num_steps - start))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -237,22 +255,33 @@ def _resume(run: _Run, partial: CacheEntry) -> _Run:
     return run
 
 
-def _gan_step(run: _Run, X: torch.Tensor, device: torch.device, to_score: Callable) -> None:
-    """One D step on a real and a detached fake batch, one G step on fresh noise, one EMA update."""
+def _gan_step(
+    run: _Run, X: torch.Tensor, device: torch.device, to_score: Callable, autocast: torch.dtype | None = None
+) -> None:
+    """One D step on a real and a detached fake batch, one G step on fresh noise, one EMA update. With
+    ``autocast`` the networks run under ``torch.autocast`` and the losses are taken on float32 logits."""
     G, D, config = run.G, run.D, run.config
     loss_d_fn, loss_g_fn = LOSSES[config.loss]
+    scale = config.lr_scale(run.step)
+    for opt, lr in ((run.opt_d, config.lr_d), (run.opt_g, config.lr_g)):
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
     B = config.batch_size
     idx = torch.randint(len(X), (B,), generator=run.data_gen)
     x_real = X[idx].to(device, non_blocking=True)  # (B, 1, 28, 28)
     z = sample_noise(2 * B, latent_dim_of(G), run.noise_gen, device)  # (2B, latent_dim)
+    reduced = torch.autocast(torch.device(device).type, dtype=autocast, enabled=autocast is not None)
     # --- discriminator step: real vs detached fakes
-    logits_real, logits_fake = D(x_real), D(G(z[:B]).detach())  # (B,), (B,)
+    with reduced:
+        logits_real, logits_fake = D(x_real).float(), D(G(z[:B]).detach()).float()  # (B,), (B,)
     loss_d = loss_d_fn(logits_real, logits_fake)
     run.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     run.opt_d.step()
     # --- generator step: fresh fakes, gradients flow through D into G
-    loss_g = loss_g_fn(D(G(z[B:])))
+    with reduced:
+        logits_g = D(G(z[B:])).float()
+    loss_g = loss_g_fn(logits_g)
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     run.opt_g.step()
@@ -323,6 +352,11 @@ def train_gan(
     each callback G, D, the average, both optimisers, the generators' states and the history are
     checkpointed to ``entry.partial``, and a usable checkpoint there is resumed exactly; the finished run is
     saved to ``entry`` and the partial checkpoint discarded.
+
+    On a CPU the loop uses every core while the machine is otherwise idle (``common.config.LoadAwareThreads``);
+    with ``$COURSE_THREADS`` set the thread count stays fixed, which makes runs repeat bit for bit. On a CPU with
+    native bfloat16 the networks' forward passes run in it (``common.config.training_autocast_dtype``); weights,
+    optimisers, the weight average and sampling stay in float32.
     """
     config = config or GANTrainConfig()
     _check_images(X, config)
@@ -335,6 +369,7 @@ def train_gan(
         run = _resume(run, entry.partial)
     start_step = run.step
     to_score = torch.sigmoid if config.loss == "nonsaturating" else (lambda s: s)
+    autocast = training_autocast_dtype(device)
     t0 = time.perf_counter()
 
     def seconds() -> float:  # since the start of training, across resumptions
@@ -364,18 +399,21 @@ def train_gan(
         initial=start_step,
         total=config.num_steps,
     )
-    for _ in bar:
-        record_samples()
-        _gan_step(run, X, device, to_score)
-        if run.num_in_window == config.log_every or run.step == config.num_steps:
-            _log(run, seconds())
-            bar.set_postfix(d_loss=f"{run.history['d_loss'][-1]:.3f}", g_loss=f"{run.history['g_loss'][-1]:.3f}")
-        if run.step % config.checkpoint_every == 0 and run.step < config.num_steps:
-            aside(lambda: _run_callback(callback, run, run.evaluated()))
-            if entry is not None:
-                run.elapsed, t0 = seconds(), time.perf_counter()
-                run.history["train_time"] = run.elapsed - run.overhead
-                aside(lambda: entry.partial.save(run.partial_payload()))
+    with LoadAwareThreads() if torch.device(device).type == "cpu" else nullcontext() as threads:
+        for _ in bar:
+            if threads is not None:
+                threads.poll()
+            record_samples()
+            _gan_step(run, X, device, to_score, autocast)
+            if run.num_in_window == config.log_every or run.step == config.num_steps:
+                _log(run, seconds())
+                bar.set_postfix(d_loss=f"{run.history['d_loss'][-1]:.3f}", g_loss=f"{run.history['g_loss'][-1]:.3f}")
+            if run.step % config.checkpoint_every == 0 and run.step < config.num_steps:
+                aside(lambda: _run_callback(callback, run, run.evaluated()))
+                if entry is not None:
+                    run.elapsed, t0 = seconds(), time.perf_counter()
+                    run.history["train_time"] = run.elapsed - run.overhead
+                    aside(lambda: entry.partial.save(run.partial_payload()))
     final = aside(run.evaluated)  # recalibrated once for the last samples, the last callback and the result
     record_samples(final)
     aside(_run_callback, callback, run, final)
@@ -392,11 +430,15 @@ def train_gan(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def gan_cache_entry(name: str, model_config, config: GANTrainConfig, X: torch.Tensor, root=None) -> CacheEntry:
+def gan_cache_entry(
+    name: str, model_config, config: GANTrainConfig, X: torch.Tensor, root=None, precision: str = "float32"
+) -> CacheEntry:
     """The cache file of a run: ``cache_dir()/gan/<name>-<key>.pt`` (``root`` replaces ``cache_dir()``), the
-    key hashing the model config, the training config, the images and the code of the networks and of
-    this module, so a stale result is never used."""
-    key = cache_key(model=model_config, train=config, data=X, code=code_version(gan_models, sys.modules[__name__]))
+    key hashing the model config, the training config, the images, the precision it trains in
+    (``common.config.training_precision``) and the code of the networks and of this module, so a stale result
+    is never used."""
+    code = code_version(gan_models, sys.modules[__name__])
+    key = cache_key(model=model_config, train=config, data=X, precision=precision, code=code)
     return cache_entry("gan", name, key, root=root)
 
 
@@ -449,7 +491,7 @@ def train_gan_cached(
     config = config or GANTrainConfig()
     latent_dim_of(G)  # a clear error for a module that is not one of our generators
     device = device or get_device()
-    entry = gan_cache_entry(name, G.config, config, X, root) if cache else None
+    entry = gan_cache_entry(name, G.config, config, X, root, training_precision(device)) if cache else None
     if entry is not None:
         history = _load_finished(entry, G, D, config, device)
         if history is not None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from common.config import get_device
+from common.config import LoadAwareThreads, get_device
 
 __all__ = ["train_epoch", "evaluate", "fit", "predict", "accuracy"]
 
@@ -50,12 +51,17 @@ def train_epoch(
     record_steps: bool = False,
     progress: bool = True,
     desc: str = "train",
+    threads: LoadAwareThreads | None = None,
+    autocast: torch.dtype | None = None,
 ) -> dict:
     """One pass over ``loader`` of ``(x, y)`` batches; returns ``{'loss', 'acc'}`` averaged over samples.
 
     ``scheduler`` (if given) is stepped after every batch, as one-cycle schedules expect;
     ``clip_grad_norm`` clips the global gradient norm before each step. With ``record_steps`` the result
-    also holds ``step_loss`` and ``grad_norm`` (before clipping), one value per batch.
+    also holds ``step_loss`` and ``grad_norm`` (before clipping), one value per batch. ``threads`` (an entered
+    ``LoadAwareThreads``) is polled before each batch. ``autocast`` (e.g. ``torch.bfloat16``, see
+    ``common.config.training_autocast_dtype``) runs the forward pass and the loss under ``torch.autocast``;
+    parameters, gradients and the optimiser stay in float32.
     """
     device = device or _model_device(model)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -63,10 +69,13 @@ def train_epoch(
     losses, sizes, norms, correct, total, classify = [], [], [], 0, 0, True
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
     for x, y in bar:
+        if threads is not None:
+            threads.poll()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = loss_fn(out, y)
+        with torch.autocast(torch.device(device).type, dtype=autocast, enabled=autocast is not None):
+            out = model(x)
+            loss = loss_fn(out, y)
         loss.backward()
         if clip_grad_norm is not None or record_steps:
             max_norm = clip_grad_norm if clip_grad_norm is not None else math.inf
@@ -144,13 +153,18 @@ def fit(
     desc: str = "epochs",
     on_epoch_end: Callable[[int, dict], bool | None] | None = None,
     history: dict | None = None,
+    adapt_threads: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> dict:
     """Train for ``epochs`` epochs; returns the history dict (keys in the module docstring).
 
     ``scheduler`` steps per batch, ``epoch_scheduler`` per epoch. ``val_loader`` is evaluated every
     ``eval_every`` epochs and after the last. ``on_epoch_end(epoch, history)`` (``epoch`` 1-based) runs
     after each epoch, e.g. to checkpoint; returning True stops training early. ``history``: a history of
-    an earlier run to continue (resuming from a checkpoint); its epochs and times carry on.
+    an earlier run to continue (resuming from a checkpoint); its epochs and times carry on. With
+    ``adapt_threads`` a CPU run uses every CPU while the machine is otherwise idle (``LoadAwareThreads``): for
+    models large enough to gain from a second thread, such as the CNN notebook's VGG. ``autocast``: see
+    ``train_epoch``; validation runs in float32, so reported accuracies do not depend on the CPU.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -166,45 +180,51 @@ def fit(
     offset = history["time"][-1] if history["time"] else 0.0
     start = time.perf_counter()
     epoch_bar = tqdm(range(first, first + epochs), desc=desc, disable=not progress)
-    for epoch in epoch_bar:
-        stats = train_epoch(
-            model,
-            train_loader,
-            optimizer,
-            loss_fn,
-            device,
-            scheduler,
-            clip_grad_norm,
-            record_steps=record_steps,
-            progress=progress,
-            desc=f"epoch {epoch}",
-        )
-        if epoch_scheduler is not None:
-            epoch_scheduler.step()
-        history["epoch"].append(epoch)
-        history["train_loss"].append(stats["loss"])
-        history["train_acc"].append(stats["acc"])
-        if record_steps:
-            history["step_loss"].extend(stats["step_loss"])
-            history["grad_norm"].extend(stats["grad_norm"])
-        postfix = {"loss": f"{stats['loss']:.3f}"}
-        last = epoch == first + epochs - 1
-        if val_loader is not None and ((epoch - first + 1) % eval_every == 0 or last):
-            val = evaluate(model, val_loader, loss_fn, device)
-            history["val_epoch"].append(epoch)
-            history["val_loss"].append(val["loss"])
-            history["val_acc"].append(val["acc"])
-            postfix["val_acc"] = f"{val['acc']:.3f}"
-        history["time"].append(offset + time.perf_counter() - start)
-        epoch_bar.set_postfix(postfix)
-        if on_epoch_end is not None and on_epoch_end(epoch, history):
-            break
+    with LoadAwareThreads() if adapt_threads and torch.device(device).type == "cpu" else nullcontext() as threads:
+        for epoch in epoch_bar:
+            stats = train_epoch(
+                model,
+                train_loader,
+                optimizer,
+                loss_fn,
+                device,
+                scheduler,
+                clip_grad_norm,
+                record_steps=record_steps,
+                progress=progress,
+                desc=f"epoch {epoch}",
+                threads=threads,
+                autocast=autocast,
+            )
+            if epoch_scheduler is not None:
+                epoch_scheduler.step()
+            history["epoch"].append(epoch)
+            history["train_loss"].append(stats["loss"])
+            history["train_acc"].append(stats["acc"])
+            if record_steps:
+                history["step_loss"].extend(stats["step_loss"])
+                history["grad_norm"].extend(stats["grad_norm"])
+            postfix = {"loss": f"{stats['loss']:.3f}"}
+            last = epoch == first + epochs - 1
+            if val_loader is not None and ((epoch - first + 1) % eval_every == 0 or last):
+                val = evaluate(model, val_loader, loss_fn, device)
+                history["val_epoch"].append(epoch)
+                history["val_loss"].append(val["loss"])
+                history["val_acc"].append(val["acc"])
+                postfix["val_acc"] = f"{val['acc']:.3f}"
+            history["time"].append(offset + time.perf_counter() - start)
+            epoch_bar.set_postfix(postfix)
+            if on_epoch_end is not None and on_epoch_end(epoch, history):
+                break
     return history
 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, X: torch.Tensor, batch_size: int = 512, device: torch.device | None = None
+    model: nn.Module,
+    X: torch.Tensor,
+    batch_size: int = 512,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Outputs of ``model`` in eval mode for inputs ``X (N, ...)``, in batches, as a CPU tensor ``(N, ...)``.
 
