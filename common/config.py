@@ -199,17 +199,21 @@ class LoadAwareThreads:
     ``poll()`` between training steps re-reads the load at most every ``interval`` seconds (the first time after
     a quarter of it): the CPU time all CPUs were busy (``/proc/stat``) minus this process's own. A new instance
     entered within ``interval`` of another's last reading starts from that reading's decision (back-to-back
-    runs, or a run and its test predictions, do not start over). Where the load cannot be read (macOS,
-    Windows), when ``$COURSE_THREADS`` fixes the count, or with a single CPU, it never changes anything. Use it
-    as a context manager; the count in use before is restored on exit. ``changes`` counts the switches.
+    runs, or a run and its test predictions, do not start over: entering applies it). Where the load cannot be
+    read (macOS, Windows), when ``$COURSE_THREADS`` fixes the count, with a single CPU, or for a run on another
+    ``device`` than the CPU, it never changes anything. Use it as a context manager; the count in use before is
+    restored on exit. ``changes`` counts the switches.
     """
 
     #: (monotonic time, starting count, decision) of the latest reading of any instance.
     _recent: tuple[float, int, int] | None = None
 
-    def __init__(self, busy_cores: float = 0.3, interval: float = 1.0):
+    def __init__(self, device="cpu", busy_cores: float = 0.3, interval: float = 1.0):
         if busy_cores <= 0 or interval <= 0:
             raise ValueError(f"busy_cores and interval must be positive, got {busy_cores} and {interval}")
+        import torch
+
+        self.on_cpu = torch.device(device).type == "cpu"
         self.busy_cores, self.interval = busy_cores, interval
         self.changes = 0
         self._base = None
@@ -232,7 +236,7 @@ class LoadAwareThreads:
         self._base = torch.get_num_threads()
         self._free = _available_cpus()
         fixed = os.environ.get(THREADS_ENV, "").strip() != ""
-        self._last = None if fixed or self._free <= self._base else self._sample()
+        self._last = None if fixed or not self.on_cpu or self._free <= self._base else self._sample()
         self._window = self.interval / 4  # a first decision soon, then one per interval
         self._wanted = self._base
         recent = LoadAwareThreads._recent
@@ -240,6 +244,7 @@ class LoadAwareThreads:
             seen, base, wanted = recent
             if base == self._base and self._last[0] - seen <= self.interval:
                 self._wanted = wanted
+                torch.set_num_threads(wanted)
         return self
 
     def __exit__(self, *exc) -> None:

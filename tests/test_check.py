@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import check, checklist
+from tools import check
+from tools.markers import STUDENT_BEGIN, STUDENT_END
 
 STUB = 'raise NotImplementedError("double is yours to write: common/mini.py")'
 TESTS = """\
@@ -31,8 +32,8 @@ def _course(root: Path, body: str) -> Path:
     (root / "common").mkdir(parents=True)
     (root / "common" / "__init__.py").write_text("")
     (root / "common" / "mini.py").write_text(
-        f"def double(x):\n    {checklist.STUDENT_BEGIN}\n    {body}\n    {checklist.STUDENT_END}\n    return y\n\n\n"
-        f"def halve(x):\n    {checklist.STUDENT_BEGIN}\n    y = x / 2\n    {checklist.STUDENT_END}\n    return y\n"
+        f"def double(x):\n    {STUDENT_BEGIN}\n    {body}\n    {STUDENT_END}\n    return y\n\n\n"
+        f"def halve(x):\n    {STUDENT_BEGIN}\n    y = x / 2\n    {STUDENT_END}\n    return y\n"
     )
     (root / "tests").mkdir()
     (root / "tests" / "test_mini.py").write_text(TESTS)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from tools import checklist
+from tools.markers import STUDENT_BEGIN, STUDENT_END
 
 STUB = 'raise NotImplementedError("affine_forward is yours to write: common/layers.py")'
 
@@ -25,7 +26,7 @@ def _junit(folder: Path, cases: dict[str, bool]) -> None:
 def _tree(root: Path, body: str) -> Path:
     (root / "common").mkdir(parents=True)
     (root / "common" / "layers.py").write_text(
-        f"def affine_forward(x, w, b):\n    {checklist.STUDENT_BEGIN}\n    {body}\n    {checklist.STUDENT_END}\n"
+        f"def affine_forward(x, w, b):\n    {STUDENT_BEGIN}\n    {body}\n    {STUDENT_END}\n"
     )
     return root
 

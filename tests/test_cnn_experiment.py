@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.config import REPO_ROOT
+from common.config import REPO_ROOT, training_precision
 from common.data.augment import Augment
 from common.experiments.cnn import (
     ADAM_BASELINE,
@@ -27,7 +27,6 @@ from common.experiments.cnn import (
     time_train_steps,
     train_and_score,
     train_vgg,
-    training_precision,
     vgg_cache_entry,
 )
 from common.torch_models.vgg import VGG, VGGConfig

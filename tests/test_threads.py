@@ -87,13 +87,14 @@ def test_load_aware_threads_take_every_cpu_only_while_nothing_else_is_busy(monke
     assert torch.get_num_threads() == 1  # the count from before is restored
     machine.run(0.5, ours=1, others=0)
     with config.LoadAwareThreads(interval=1.0) as threads:  # right after: it starts from the last decision
+        assert torch.get_num_threads() == 2  # applied on entering
         assert threads.poll() == 2 == torch.get_num_threads()
     machine.run(1.5, ours=1, others=0)
     with config.LoadAwareThreads(interval=1.0) as threads:  # later: from the policy's count again
         assert threads.poll() == 1
 
 
-@pytest.mark.parametrize("case", ["COURSE_THREADS set", "no /proc/stat", "one CPU"])
+@pytest.mark.parametrize("case", ["COURSE_THREADS set", "no /proc/stat", "one CPU", "a GPU run"])
 def test_load_aware_threads_change_nothing_when_they_cannot_or_must_not(monkeypatch, restore_threads, case):
     machine = FakeMachine(monkeypatch, cpus=1 if case == "one CPU" else 2)
     if case == "COURSE_THREADS set":
@@ -101,7 +102,7 @@ def test_load_aware_threads_change_nothing_when_they_cannot_or_must_not(monkeypa
     if case == "no /proc/stat":
         monkeypatch.setattr(config, "_busy_cpu_seconds", lambda: None)
     torch.set_num_threads(1)
-    with config.LoadAwareThreads() as threads:
+    with config.LoadAwareThreads("cuda" if case == "a GPU run" else "cpu") as threads:
         for _ in range(3):
             machine.run(1.0, ours=1, others=0)
             assert threads.poll() == 1 == torch.get_num_threads()

@@ -15,7 +15,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tools.markers import STUB_TAG, STUDENT_BEGIN, STUDENT_END  # noqa: F401  (tests and tools read them here)
+from tools.markers import STUB_TAG, STUDENT_BEGIN
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "tools" / "exercises.json"

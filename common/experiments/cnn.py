@@ -27,7 +27,6 @@ __all__ = [
     "SGD_ONE_CYCLE",
     "one_cycle_scheduler",
     "vgg_cache_entry",
-    "training_precision",
     "train_vgg",
     "train_and_score",
     "match_crop_flip",
@@ -319,8 +318,7 @@ def train_and_score(
         progress=False,
         device=device,
     )
-    with LoadAwareThreads() as threads:  # right after training: its reading of the load carries over
-        threads.poll()
+    with LoadAwareThreads(device or get_device()):  # right after training: its reading of the load carries over
         logits = training_loop.predict(model, X_test, device=device)
     return {
         "test_acc": float((logits.argmax(1) == torch.as_tensor(y_test)).float().mean()),
@@ -343,8 +341,7 @@ def predict_with_flips(model: nn.Module, X: torch.Tensor, device: torch.device |
     """
     if X.ndim != 4:
         raise ValueError(f"X must be a batch of images (N, C, H, W), got shape {tuple(X.shape)}")
-    with LoadAwareThreads() as threads:
-        threads.poll()
+    with LoadAwareThreads(device or next(model.parameters()).device):
         return (
             training_loop.predict(model, X, device=device) + training_loop.predict(model, X.flip(3), device=device)
         ) / 2

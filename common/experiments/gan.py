@@ -6,7 +6,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -399,10 +398,9 @@ def train_gan(
         initial=start_step,
         total=config.num_steps,
     )
-    with LoadAwareThreads() if torch.device(device).type == "cpu" else nullcontext() as threads:
+    with LoadAwareThreads(device) as threads:
         for _ in bar:
-            if threads is not None:
-                threads.poll()
+            threads.poll()
             record_samples()
             _gan_step(run, X, device, to_score, autocast)
             if run.num_in_window == config.log_every or run.step == config.num_steps:

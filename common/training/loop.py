@@ -180,7 +180,7 @@ def fit(
     offset = history["time"][-1] if history["time"] else 0.0
     start = time.perf_counter()
     epoch_bar = tqdm(range(first, first + epochs), desc=desc, disable=not progress)
-    with LoadAwareThreads() if adapt_threads and torch.device(device).type == "cpu" else nullcontext() as threads:
+    with LoadAwareThreads(device) if adapt_threads else nullcontext() as threads:
         for epoch in epoch_bar:
             stats = train_epoch(
                 model,
