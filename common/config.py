@@ -3,6 +3,7 @@ and the normalisation constants of the datasets and the pretrained network."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -185,6 +186,32 @@ def _busy_cpu_seconds() -> float | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpus(busy_cores: float = 0.3, interval: float = 0.25) -> int:
+    """How many worker processes a batch of independent CPU jobs (e.g. an ablation's training runs) should use.
+
+    Every CPU this process may run on while other processes keep less than ``busy_cores`` CPUs busy between them
+    (read from ``/proc/stat`` over ``interval`` seconds, this process's own time excluded); otherwise the CPUs they
+    leave free, and at least one. ``$COURSE_THREADS`` fixes the answer (``make``'s one-thread runs use one
+    worker); where the load cannot be read (macOS, Windows) it is the course's policy, ``default_cpu_threads()``.
+    """
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"${THREADS_ENV} must be a positive integer, got {env!r}; unset it to use the policy")
+        return int(env)
+    free = _available_cpus()
+    before, own_before = _busy_cpu_seconds(), LoadAwareThreads._own_cpu_seconds()
+    if before is None or free <= 1:
+        return default_cpu_threads()
+    start = time.monotonic()
+    time.sleep(interval)
+    elapsed = time.monotonic() - start
+    others = max(0.0, (_busy_cpu_seconds() - before) - (LoadAwareThreads._own_cpu_seconds() - own_before)) / elapsed
+    if others <= busy_cores:
+        return free
+    return max(1, free - math.ceil(others - busy_cores))
 
 
 class LoadAwareThreads:

@@ -29,6 +29,7 @@ QUICK_CHECK_ENV = {
     "MPLBACKEND": "Agg",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    "COURSE_THREADS": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 

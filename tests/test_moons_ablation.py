@@ -54,3 +54,15 @@ def test_bad_input(moons):
         ablation(X_tr, y_tr, X_va, y_va, "momentum", [0.9], [0], progress=False)
     with pytest.raises(ValueError, match="at least one value and one seed"):
         ablation(X_tr, y_tr, X_va, y_va, "learning_rate", [0.1], [], progress=False)
+
+
+def test_worker_processes_give_the_same_results(moons):
+    X_tr, y_tr, X_va, y_va = moons
+    args = (X_tr, y_tr, X_va, y_va, "batch_size", [4, 32, 140], [0, 1])
+    serial = ablation(*args, epochs=3, progress=False, workers=1)
+    parallel = ablation(*args, epochs=3, progress=False, workers=2)
+    for key in ("val_acc", "train_loss"):
+        np.testing.assert_array_equal(serial[key], parallel[key])
+    assert np.all(parallel["seconds"] > 0)
+    with pytest.raises(ValueError, match="workers"):
+        ablation(*args, epochs=1, progress=False, workers=0)

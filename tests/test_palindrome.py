@@ -222,6 +222,21 @@ def test_input_gradient_norms():
 SWEEP = dict(config=RNNConfig(hidden_dim=4), eval_samples=10, test_samples=20, device=CPU, progress=False)
 
 
+@pytest.fixture(autouse=True)
+def one_process(monkeypatch):
+    """Sweeps run in this process (the tests below patch its functions); the worker processes are tested once."""
+    monkeypatch.setenv("COURSE_THREADS", "1")
+
+
+def test_sweep_in_worker_processes_matches_one_process(monkeypatch):
+    serial = accuracy_vs_length("rnn", [3, 4], [0, 1], max_steps=3, cache=False, **SWEEP)
+    monkeypatch.delenv("COURSE_THREADS")
+    monkeypatch.setattr("common.parallel.idle_cpus", lambda: 2)
+    parallel = accuracy_vs_length("rnn", [3, 4], [0, 1], max_steps=3, cache=False, **SWEEP)
+    for key in ("acc", "steps"):
+        np.testing.assert_array_equal(serial[key], parallel[key])
+
+
 @pytest.fixture
 def cache_root(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))

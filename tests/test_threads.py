@@ -138,3 +138,29 @@ def test_bf16_follows_the_cpu_flags_and_the_override(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CPU_BF16", "maybe")
     with pytest.raises(ValueError, match="COURSE_CPU_BF16"):
         config.training_autocast_dtype("cpu")
+
+
+def test_idle_cpus_counts_the_cpus_other_processes_leave_free(monkeypatch):
+    machine = FakeMachine(monkeypatch, cpus=4)
+    others = {"now": 0.0}
+    monkeypatch.setattr(config.time, "sleep", lambda s: machine.run(s, ours=0.5, others=others["now"]))
+    assert config.idle_cpus() == 4  # idle: every CPU (our own work does not count)
+    others["now"] = 0.2
+    assert config.idle_cpus(busy_cores=0.3) == 4  # a little background noise
+    others["now"] = 1.0
+    assert config.idle_cpus(busy_cores=0.3) == 3  # one busy process: the CPUs it leaves
+    others["now"] = 6.0
+    assert config.idle_cpus() == 1  # overloaded: still one
+    monkeypatch.setenv("COURSE_THREADS", "2")
+    assert config.idle_cpus() == 2  # fixed by the environment
+    monkeypatch.setenv("COURSE_THREADS", "0")
+    with pytest.raises(ValueError, match="COURSE_THREADS"):
+        config.idle_cpus()
+
+
+def test_idle_cpus_falls_back_to_the_policy_where_the_load_cannot_be_read(monkeypatch):
+    FakeMachine(monkeypatch, cpus=4)
+    monkeypatch.setattr(config, "_busy_cpu_seconds", lambda: None)
+    assert config.idle_cpus() == config.default_cpu_threads() == 2
+    FakeMachine(monkeypatch, cpus=1)
+    assert config.idle_cpus() == 1

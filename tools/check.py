@@ -25,7 +25,13 @@ from pathlib import Path
 from tools.checklist import EXERCISES, ROOT, checks_of, read_junit, status
 
 #: The environment of the checks: quick mode, no display, one thread (as ``make test`` runs them).
-CHECK_ENV = {"COURSE_QUICK": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CHECK_ENV = {
+    "COURSE_QUICK": "1",
+    "MPLBACKEND": "Agg",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "COURSE_THREADS": "1",
+}
 #: One check may take this long before it counts as stuck (an endless loop in the exercise).
 TEST_SECONDS = 120
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.config import data_dir
+from common.config import LoadAwareThreads, data_dir
 from common.data import captions
 from common.data.captions import SceneConfig, encode_captions, generate_scene_splits, load_coco_data, scene_vocabulary
 from common.data.fetch import FETCH_COMMAND
@@ -45,8 +45,9 @@ def scene_features(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="image features", unit="batch")
-    with torch.no_grad():
+    with torch.no_grad(), LoadAwareThreads(device) as threads:
         for s in starts:
+            threads.poll()  # every CPU while the machine is otherwise idle
             x = pretrained.preprocess(images[s : s + batch_size], size=size, crop=True, device=device)
             (head,) = pretrained.block_features(x, ["head"], model)  # (B, 1280, size/32, size/32)
             pooled = F.adaptive_avg_pool2d(head, grid)  # (B, 1280, grid, grid)

@@ -16,6 +16,7 @@ import common.training.loop as training_loop
 from common.config import get_device, make_generator
 from common.data.palindrome import PalindromeDataset
 from common.data.torch_data import TensorBatches
+from common.parallel import run_jobs
 from common.torch_models.rnn import KINDS, RNNConfig, build_model
 from common.training.checkpoint import CacheEntry, cache_entry, cache_key, cached, code_version
 from common.training.loop import evaluate, fit
@@ -133,8 +134,8 @@ def _run_sweep(
     train_kwargs: dict,
     partial: CacheEntry | None,
 ) -> dict:
-    """Train one model per (length, seed) cell; after each cell the arrays so far are saved to ``partial``,
-    from which an interrupted sweep resumes."""
+    """Train one model per (length, seed) cell, on a CPU spread over the idle CPUs (``common.parallel``); after
+    each cell the arrays so far are saved to ``partial``, from which an interrupted sweep resumes."""
     shape = (len(lengths), len(seeds))
     state = partial.load(required=SWEEP_ARRAYS + ("done",)) if partial is not None else None
     if state is None or state["done"].shape != shape:
@@ -142,20 +143,29 @@ def _run_sweep(
     elif state["done"].any():
         print(f"{kind} sweep: resuming, {int(state['done'].sum())} of {state['done'].size} runs done")
     todo = [(a, b) for a in range(shape[0]) for b in range(shape[1]) if not state["done"][a, b]]
-    bar = tqdm(todo, desc=f"{kind} sweep", disable=not progress)
-    for a, b in bar:
-        T, seed = lengths[a], seeds[b]
-        model = build_model(kind, config, generator=make_generator(seed))
-        hist = train_palindrome(
-            model, PalindromeDataset(T, seed=seed, one_hot=one_hot), device=device, progress=False, **train_kwargs
-        )
-        for name, value in zip(SWEEP_ARRAYS, (hist["test_acc"], hist["steps"], hist["time"][-1])):
+    jobs = {(a, b): (kind, config, lengths[a], seeds[b], one_hot, device, train_kwargs) for a, b in todo}
+    # the runs are independent and seeded: on a CPU they are spread over the CPUs nothing else is using
+    workers = None if device.type == "cpu" else 1
+    bar = tqdm(total=len(todo), desc=f"{kind} sweep", disable=not progress)
+    for (a, b), values in run_jobs(_sweep_run, jobs, workers):
+        for name, value in zip(SWEEP_ARRAYS, values):
             state[name][a, b] = value
         state["done"][a, b] = True
         if partial is not None:
             partial.save(state)
-        bar.set_postfix(T=T, acc=f"{state['acc'][a, b]:.3f}")
+        bar.update()
+        bar.set_postfix(T=lengths[a], acc=f"{state['acc'][a, b]:.3f}")
+    bar.close()
     return {"kind": kind, "lengths": np.array(lengths), "seeds": np.array(seeds), **{k: state[k] for k in SWEEP_ARRAYS}}
+
+
+def _sweep_run(kind, config, T, seed, one_hot, device, train_kwargs) -> tuple[float, int, float]:
+    """One cell of a sweep: ``(test accuracy, steps, training seconds)`` of a fresh model trained on length ``T``."""
+    model = build_model(kind, config, generator=make_generator(seed))
+    hist = train_palindrome(
+        model, PalindromeDataset(T, seed=seed, one_hot=one_hot), device=device, progress=False, **train_kwargs
+    )
+    return hist["test_acc"], hist["steps"], hist["time"][-1]
 
 
 def accuracy_vs_length(
@@ -199,6 +209,7 @@ def accuracy_vs_length(
             palindrome_accuracy,
             train_palindrome,
             _run_sweep,
+            _sweep_run,
         )
         key = cache_key(
             lengths=lengths,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from common.config import make_generator
+from common.config import LoadAwareThreads, make_generator
 from common.torch_models.pretrained import block_features, deprocess, model_and_device, pixel_bounds, preprocess
 
 # Layer choice for EfficientNet-Lite0 (tuned in StyleTransfer.ipynb, see there for the pictures).
@@ -195,15 +195,17 @@ def style_transfer(
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc=f"style transfer ({optimizer})", unit="step")
-    for t in steps:
-        if optimizer == "lbfgs":
-            t -= 1  # rounds end at iterations LBFGS_ROUND, 2 * LBFGS_ROUND, ...
-        if optimizer == "adam" and t == int(decay_at * num_iters):
-            for group in opt.param_groups:
-                group["lr"] *= 0.1
-        opt.step(closure)
-        with torch.no_grad():
-            img.data = torch.max(torch.min(img.data, high), low)  # keep pixels in [0, 1]
-        if snapshot_every and ((t + 1) % snapshot_every == 0 or optimizer == "lbfgs"):
-            history["snapshots"].append((t + 1, deprocess(img[0])))
+    with LoadAwareThreads(device) as threads:
+        for t in steps:
+            threads.poll()  # every CPU while the machine is otherwise idle
+            if optimizer == "lbfgs":
+                t -= 1  # rounds end at iterations LBFGS_ROUND, 2 * LBFGS_ROUND, ...
+            if optimizer == "adam" and t == int(decay_at * num_iters):
+                for group in opt.param_groups:
+                    group["lr"] *= 0.1
+            opt.step(closure)
+            with torch.no_grad():
+                img.data = torch.max(torch.min(img.data, high), low)  # keep pixels in [0, 1]
+            if snapshot_every and ((t + 1) % snapshot_every == 0 or optimizer == "lbfgs"):
+                history["snapshots"].append((t + 1, deprocess(img[0])))
     return deprocess(img[0]), history
