@@ -11,9 +11,13 @@ Each measurement is a fresh worker process (``--worker``), so that ``OMP_WAIT_PO
 loads its OpenMP runtime) can differ between runs. A worker warms up, then times each workload three times (the
 median is reported): a few training steps of the CNN notebook's reduced VGG on 1x28x28 images, a few D and G steps
 of the GAN notebook's MLP GAN, a small MLP on MNIST-sized inputs, the tiny MLP of the PyTorch notebook, and a vanilla
-RNN on palindrome-sized sequences. Policies: a fixed count of 1 or 2 threads (2 also with passive waiting), and the
-course's ``load-aware`` policy: one thread, but the VGG and the GAN under one ``common.config.LoadAwareThreads``
-(every CPU while nothing else is busy), as the notebooks train them. Loads:
+RNN on palindrome-sized sequences, and a NumPy workload: forward and backward passes of the FullyConnectedNets
+notebook's two-layer net (width 300) on CIFAR-10-sized inputs, whose matrix products run in NumPy's BLAS library with
+as many threads as the policy gives torch (the course's ``load-aware`` policy: ``common.config.set_numpy_threads``, as
+the NumPy notebooks call it; NumPy's own default is every CPU, the ``2 threads`` row on 2 CPUs). Policies: a fixed
+count of 1 or 2 threads (2 also with passive waiting), and the course's ``load-aware`` policy: one thread, but the
+VGG and the GAN under one ``common.config.LoadAwareThreads`` (every CPU while nothing else is busy), as the notebooks
+train them. Loads:
 
 - ``quiet``: nothing else runs (check the load average printed before and after);
 - ``1 hog``: one single-threaded NumPy matrix-product loop keeps the other core busy;
@@ -45,7 +49,7 @@ POLICIES = (
     ("load-aware", 1, None, True),
 )
 LOADS = ("quiet", "1 hog", "2 hogs", "peer")
-WORKLOADS = ("vgg", "gan_mlp", "mlp_mnist", "mlp_tiny", "rnn")
+WORKLOADS = ("vgg", "gan_mlp", "mlp_mnist", "mlp_tiny", "rnn", "fcn_numpy")
 #: The workloads the course trains under ``LoadAwareThreads`` (the CNN notebook's VGG, the GAN notebook).
 LOAD_AWARE = ("vgg", "gan_mlp")
 #: Timed runs of each workload per worker; the median is reported.
@@ -116,6 +120,23 @@ def _workloads(scale: float, poll=None) -> dict:
     def steps(n):
         return max(1, round(n * scale))
 
+    def fcn_numpy(steps):  # the NumPy notebooks' kind of work: matrix products in NumPy's BLAS, elementwise rest
+        import numpy as np
+
+        from common.classifiers.fc_net import FullyConnectedNet
+
+        rng = np.random.default_rng(0)
+        model = FullyConnectedNet([300, 300], input_dim=3072, weight_scale=5e-2, seed=0)
+        X = rng.standard_normal((200, 3072)).astype(np.float32)
+        y = rng.integers(0, 10, 200)
+
+        def step():
+            _, grads = model.loss(X, y)
+            for name, grad in grads.items():
+                model.params[name] -= 1e-3 * grad
+
+        return looped(step, steps)
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         vgg = VGG(VGGConfig(in_channels=1, image_size=28, width=0.25)).to(memory_format=torch.channels_last)
@@ -129,6 +150,7 @@ def _workloads(scale: float, poll=None) -> dict:
         "mlp_mnist": trainer(MLP(MLPConfig(784, [256, 256], 10), generator=g), x_mnist, labels, steps(250)),
         "mlp_tiny": trainer(MLP(MLPConfig(2, [20, 20], 2), generator=g), x_tiny, labels[:32] % 2, steps(1500)),
         "rnn": trainer(VanillaRNN(RNNConfig(10, 128, 10), generator=g), x_seq, labels, steps(60), clip=10.0),
+        "fcn_numpy": fcn_numpy(steps(60)),
     }
 
 
@@ -138,10 +160,15 @@ def worker(threads: int, scale: float, loop: bool, load_aware: bool = False) -> 
     ``load_aware`` the workloads in ``LOAD_AWARE`` run under one ``LoadAwareThreads`` (as the course trains its
     convnet and its GANs) and the others with ``threads``."""
     import torch
+    from threadpoolctl import threadpool_limits
 
-    from common.config import LoadAwareThreads
+    from common.config import LoadAwareThreads, set_numpy_threads
 
     torch.set_num_threads(threads)
+    if load_aware:
+        set_numpy_threads()  # the course's policy for NumPy
+    else:
+        threadpool_limits(limits=threads, user_api="blas")
     aware = LoadAwareThreads().__enter__() if load_aware else None  # one reading of the load for the whole run
     work = _workloads(scale, poll=None if aware is None else aware.poll)
 

@@ -101,15 +101,8 @@ def default_cpu_threads() -> int:
     return max(1, _available_cpus() // 2)
 
 
-def set_cpu_threads(num_threads: int | None = None) -> int:
-    """Apply the course's CPU thread policy to torch and return the thread count in use.
-
-    ``num_threads``, else ``$COURSE_THREADS``, else ``default_cpu_threads()``. Call it once, in a notebook's
-    setup cell (e.g. ``COURSE_THREADS=2`` on a machine you have to yourself). On a GPU run it only sets the
-    CPU side.
-    """
-    import torch
-
+def _policy_threads(num_threads: int | None) -> int:
+    """``num_threads``, else ``$COURSE_THREADS``, else ``default_cpu_threads()``; ValueError if not positive."""
     if num_threads is None:
         env = os.environ.get(THREADS_ENV, "").strip()
         if env and not env.isdigit():
@@ -117,8 +110,39 @@ def set_cpu_threads(num_threads: int | None = None) -> int:
         num_threads = int(env) if env else default_cpu_threads()
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def set_cpu_threads(num_threads: int | None = None) -> int:
+    """Apply the course's CPU thread policy to torch and return the thread count in use.
+
+    ``num_threads``, else ``$COURSE_THREADS``, else ``default_cpu_threads()``. Call it once, in a notebook's
+    setup cell (e.g. ``COURSE_THREADS=2`` on a machine you have to yourself). On a GPU run it only sets the
+    CPU side. The NumPy notebooks call ``set_numpy_threads`` instead.
+    """
+    import torch
+
+    torch.set_num_threads(_policy_threads(num_threads))
     return torch.get_num_threads()
+
+
+def set_numpy_threads(num_threads: int | None = None) -> int:
+    """Apply the course's CPU thread policy to NumPy's BLAS library (OpenBLAS, MKL, ...) and return its thread
+    count, chosen as in ``set_cpu_threads``.
+
+    BLAS threads, like torch's, spin while they wait for each other: next to another busy process (a second
+    notebook, a training run) a matrix product split over both cores of a 2-core machine waits for whichever
+    thread lost its core, and a NumPy notebook slows down severalfold. The course's products are small enough
+    that a second thread gains little on a quiet machine (``bench/RESULTS.md``). Call it once, in a NumPy
+    notebook's setup cell; it does not import torch.
+    """
+    import numpy  # noqa: F401  (loads the BLAS library, so that threadpoolctl finds it)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    wanted = _policy_threads(num_threads)
+    threadpool_limits(limits=wanted, user_api="blas")
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return min(counts) if counts else wanted
 
 
 #: Environment variable that turns bfloat16 training on a CPU off (0) or on (1) regardless of the CPU.

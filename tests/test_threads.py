@@ -45,6 +45,42 @@ def test_bad_thread_counts_are_clear_errors(monkeypatch, restore_threads):
         config.set_cpu_threads()
 
 
+@pytest.fixture
+def restore_blas_threads():
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    before = {pool.internal_api: pool.num_threads for pool in controller.select(user_api="blas").lib_controllers}
+    yield
+    for pool in controller.select(user_api="blas").lib_controllers:
+        pool.set_num_threads(before.get(pool.internal_api, pool.num_threads))
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_set_numpy_threads_sets_numpys_blas_library(monkeypatch, restore_blas_threads):
+    import numpy as np
+
+    assert _blas_threads(), "NumPy's BLAS library is not visible to threadpoolctl"
+    monkeypatch.delenv("COURSE_THREADS", raising=False)
+    assert config.set_numpy_threads() == config.default_cpu_threads()
+    assert _blas_threads() == {config.default_cpu_threads()}
+    assert config.set_numpy_threads(2) == 2 and _blas_threads() == {2}
+    monkeypatch.setenv("COURSE_THREADS", "1")
+    assert config.set_numpy_threads() == 1 and _blas_threads() == {1}
+    a = np.random.default_rng(0).standard_normal((300, 300))
+    np.testing.assert_allclose(a @ a.T, (a @ a.T).T, atol=1e-9)  # products still work after the change
+    with pytest.raises(ValueError, match="num_threads"):
+        config.set_numpy_threads(0)
+    monkeypatch.setenv("COURSE_THREADS", "many")
+    with pytest.raises(ValueError, match="COURSE_THREADS"):
+        config.set_numpy_threads()
+
+
 class FakeMachine:
     """A clock, the busy CPU seconds of all CPUs and this process's CPU seconds, advanced by hand."""
 
