@@ -117,7 +117,9 @@ class Limits:
 
     test_seconds: float = 30  # one test / one call into student code
     run_seconds: float = 900  # one harness run
-    isolated_seconds: float = 300
+    # one exercise's checks run alone; where many of a submission's functions are unsound, their calls go back to
+    # the instructor's versions one round trip at a time, and a numerical gradient check makes thousands
+    isolated_seconds: float = 600
     notebook_seconds: float = 600
     submission_seconds: float = 1800
     memory_bytes: int = 6 << 30  # address space per process
