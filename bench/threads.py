@@ -160,15 +160,11 @@ def worker(threads: int, scale: float, loop: bool, load_aware: bool = False) -> 
     ``load_aware`` the workloads in ``LOAD_AWARE`` run under one ``LoadAwareThreads`` (as the course trains its
     convnet and its GANs) and the others with ``threads``."""
     import torch
-    from threadpoolctl import threadpool_limits
 
     from common.config import LoadAwareThreads, set_numpy_threads
 
     torch.set_num_threads(threads)
-    if load_aware:
-        set_numpy_threads()  # the course's policy for NumPy
-    else:
-        threadpool_limits(limits=threads, user_api="blas")
+    set_numpy_threads(None if load_aware else threads)  # load-aware: the course's policy for NumPy
     aware = LoadAwareThreads().__enter__() if load_aware else None  # one reading of the load for the whole run
     work = _workloads(scale, poll=None if aware is None else aware.poll)
 
