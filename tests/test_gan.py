@@ -41,6 +41,14 @@ from common.training.checkpoint import cache_entry
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def fixed_threads(monkeypatch):
+    """Runs compared bit for bit need a fixed thread count: on an idle machine the training loop would switch
+    between one and two threads at load-dependent steps (``LoadAwareThreads``), and two runs would differ in
+    the last bits. ``make unit`` sets it too; this covers a bare ``pytest``."""
+    monkeypatch.setenv("COURSE_THREADS", "1")
+
+
 def _output_of(module: nn.Module, run):
     """What ``module`` returned during ``run()`` (a forward hook), and what ``run()`` returned."""
     seen = []
@@ -95,16 +103,17 @@ def test_discriminator_layout_matches_cs324():
 
 
 def test_dcgenerator_layout_matches_its_docstring():
-    C = 8
-    G = _seeded(DCGenerator, DCGANConfig(channels=C))
-    (project,) = [m for m in G.modules() if isinstance(m, nn.Linear)]
-    assert (project.in_features, project.out_features) == (100, 2 * C * 7 * 7)
+    C, H = 8, 48
+    G = _seeded(DCGenerator, DCGANConfig(channels=C, g_hidden=H))
+    linears = [m for m in G.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(100, H), (H, 2 * C * 7 * 7)]
     ups = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in ups] == [
         (2 * C, C, (4, 4), (2, 2)),
         (C, 1, (4, 4), (2, 2)),
     ]
-    assert [m.num_features for m in G.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))] == [2 * C * 49, C]
+    norms = [m.num_features for m in G.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert norms == [H, 2 * C * 49, C]
     z = sample_noise(3, 100, torch.Generator().manual_seed(0))
     last, images = _output_of(ups[-1], lambda: G.eval()(z))
     assert last.shape == (3, 1, 28, 28)  # 7 -> 14 -> 28
@@ -112,8 +121,8 @@ def test_dcgenerator_layout_matches_its_docstring():
 
 
 def test_dcdiscriminator_layout_matches_its_docstring():
-    C = 8
-    D = _seeded(DCDiscriminator, DCGANConfig(channels=C))
+    C, H = 8, 24
+    D = _seeded(DCDiscriminator, DCGANConfig(channels=C, d_hidden=H))
     convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
     assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in convs] == [
         (1, C, (4, 4), (2, 2)),
@@ -123,8 +132,11 @@ def test_dcdiscriminator_layout_matches_its_docstring():
     assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
     features, _ = _output_of(convs[-1], lambda: D(_images()))
     assert features.shape == (3, 2 * C, 7, 7)  # 28 -> 14 -> 7
-    (head,) = [m for m in D.modules() if isinstance(m, nn.Linear)]
-    assert (head.in_features, head.out_features) == (2 * C * 49, 1)
+    linears = [m for m in D.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(2 * C * 49, H), (H, 1)]
+    # the logits are the last linear layer's output itself (no sigmoid), one per image
+    last, logits = _output_of(linears[-1], lambda: D(_images()))
+    torch.testing.assert_close(logits, last.squeeze(1))
 
 
 def _check_images_in_the_tanh_range(G, latent_dim):

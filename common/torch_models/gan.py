@@ -52,11 +52,14 @@ class GANConfig:
 
 @dataclass
 class DCGANConfig:
-    """A DCGAN-style conv pair for 28x28: G projects z to (2C, 7, 7) and upsamples twice with transposed
-    convolutions; D mirrors it with strided convolutions."""
+    """A DCGAN-style conv pair for 28x28 with one fully connected hidden layer on each side (as in CS231n's):
+    G maps z through a hidden layer to (2C, 7, 7) and upsamples twice with transposed convolutions; D mirrors
+    it with strided convolutions and a hidden layer before its logit."""
 
     latent_dim: int = 100
     channels: int = 32  # C: width of the 14x14 stage; the 7x7 stage has 2C
+    g_hidden: int = 256  # G: width of the fully connected layer between z and the (2C, 7, 7) projection
+    d_hidden: int = 256  # D: width of the fully connected layer between the conv features and the logit
     negative_slope: float = 0.2
     img_shape: tuple[int, int, int] = (1, 28, 28)
 
@@ -127,22 +130,31 @@ class Discriminator(nn.Module):
 class DCGenerator(nn.Module):
     """DCGAN-style generator: ``z (N, latent_dim)`` -> ``(N, 1, 28, 28)`` in [-1, 1].
 
-    Linear to (2C, 7, 7), then two stride-2 4x4 transposed convolutions (7 -> 14 -> 28), BatchNorm and
-    ReLU in between, Tanh at the end. The kernel size is a multiple of the stride, so every output pixel
-    gets the same number of kernel taps (no checkerboard from uneven overlap). Nearest-neighbour
-    upsampling followed by a 3x3 conv does the same job but is slower on the CPU (bench/RESULTS.md).
+    A fully connected hidden layer, then a linear projection to (2C, 7, 7), then two stride-2 4x4 transposed
+    convolutions (7 -> 14 -> 28); BatchNorm and ReLU after every layer but the last, Tanh at the end. The
+    hidden layer lets the layout of the 7x7 map (which digit, where its strokes go) be a non-linear function
+    of z; without it, a single linear map from z has to place every stroke. The kernel size is a multiple of
+    the stride, so every output pixel gets the same number of kernel taps (no checkerboard from uneven
+    overlap). Nearest-neighbour upsampling followed by a 3x3 conv does the same job but is slower on the CPU
+    (bench/RESULTS.md).
     """
 
     def __init__(self, config: DCGANConfig | None = None):
         super().__init__()
         self.config = config = config or DCGANConfig()
         C = config.channels
-        # Project z with nn.Linear (+ nn.BatchNorm1d, nn.ReLU) to 2C*7*7 values; then two nn.ConvTranspose2d
-        # with kernel 4 and stride 2 (2C -> C -> img_shape[0] channels; pick the padding that doubles the side,
-        # 7 -> 14 -> 28), nn.BatchNorm2d and nn.ReLU between them, nn.Tanh at the end.
+        # z through nn.Linear to config.g_hidden and on to 2C*7*7 values, each followed by nn.BatchNorm1d and
+        # nn.ReLU (no bias: BatchNorm's shift replaces it); then two nn.ConvTranspose2d with kernel 4 and
+        # stride 2 (2C -> C -> img_shape[0] channels; pick the padding that doubles the side, 7 -> 14 -> 28),
+        # nn.BatchNorm2d and nn.ReLU between them, nn.Tanh at the end.
         ### BEGIN SOLUTION
         self.project = nn.Sequential(
-            nn.Linear(config.latent_dim, 2 * C * 7 * 7, bias=False), nn.BatchNorm1d(2 * C * 7 * 7), nn.ReLU()
+            nn.Linear(config.latent_dim, config.g_hidden, bias=False),
+            nn.BatchNorm1d(config.g_hidden),
+            nn.ReLU(),
+            nn.Linear(config.g_hidden, 2 * C * 7 * 7, bias=False),
+            nn.BatchNorm1d(2 * C * 7 * 7),
+            nn.ReLU(),
         )
         self.up = nn.Sequential(
             nn.ConvTranspose2d(2 * C, C, 4, stride=2, padding=1, bias=False),
@@ -156,14 +168,19 @@ class DCGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         # Project z (N, latent_dim), reshape to (N, 2C, 7, 7), upsample to images (N, 1, 28, 28).
         ### BEGIN SOLUTION
-        h = self.project(z).view(z.shape[0], 2 * self.config.channels, 7, 7)  # (N, 2C*49) -> (N, 2C, 7, 7)
+        h = self.project(z).view(z.shape[0], 2 * self.config.channels, 7, 7)  # (N, H) -> (N, 2C*49) -> (N, 2C, 7, 7)
         images = self.up(h)  # (N, 2C, 7, 7) -> (N, C, 14, 14) -> (N, 1, 28, 28)
         ### END SOLUTION
         return images
 
 
 class DCDiscriminator(nn.Module):
-    """DCGAN-style discriminator: ``(N, 1, 28, 28)`` -> logits ``(N,)``; strided 4x4 convs, LeakyReLU."""
+    """DCGAN-style discriminator: ``(N, 1, 28, 28)`` -> logits ``(N,)``; strided 4x4 convs, then a fully
+    connected hidden layer that sees the whole image before the logit, LeakyReLU throughout.
+
+    The convolutions judge strokes locally; the hidden layer lets D judge their arrangement (is this a whole
+    digit?) non-linearly, which a single linear read-out of the conv features cannot.
+    """
 
     def __init__(self, config: DCGANConfig | None = None):
         super().__init__()
@@ -171,7 +188,8 @@ class DCDiscriminator(nn.Module):
         C, slope = config.channels, config.negative_slope
         # Two nn.Conv2d with kernel 4 and stride 2 (img_shape[0] -> C -> 2C channels; the padding that halves
         # the side, 28 -> 14 -> 7), nn.LeakyReLU(slope) after each and nn.BatchNorm2d before the second
-        # LeakyReLU; then a linear head from the flattened 2C*7*7 features to 1 logit.
+        # LeakyReLU; then a head on the flattened 2C*7*7 features: nn.Linear to config.d_hidden,
+        # nn.LeakyReLU(slope), nn.Linear to 1 logit.
         ### BEGIN SOLUTION
         self.features = nn.Sequential(
             nn.Conv2d(config.img_shape[0], C, 4, stride=2, padding=1),
@@ -180,14 +198,16 @@ class DCDiscriminator(nn.Module):
             nn.BatchNorm2d(2 * C),
             nn.LeakyReLU(slope),
         )
-        self.head = nn.Linear(2 * C * 7 * 7, 1)
+        self.head = nn.Sequential(
+            nn.Linear(2 * C * 7 * 7, config.d_hidden), nn.LeakyReLU(slope), nn.Linear(config.d_hidden, 1)
+        )
         ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Convolutions, flatten each sample, linear head, drop the last axis: logits (N,).
+        # Convolutions, flatten each sample, the fully connected head, drop the last axis: logits (N,).
         ### BEGIN SOLUTION
         h = self.features(x)  # (N, 1, 28, 28) -> (N, C, 14, 14) -> (N, 2C, 7, 7)
-        logits = self.head(h.flatten(1)).squeeze(1)  # (N, 2C*49) -> (N, 1) -> (N,)
+        logits = self.head(h.flatten(1)).squeeze(1)  # (N, 2C*49) -> (N, H) -> (N, 1) -> (N,)
         ### END SOLUTION
         return logits
 

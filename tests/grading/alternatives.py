@@ -728,7 +728,10 @@ logits = self.body(x.reshape(x.shape[0], -1))[:, 0]
 """,
         "common/torch_models/gan.py::DCGenerator.__init__": """\
 self.net = nn.Sequential(
-    nn.Linear(config.latent_dim, 2 * C * 49, bias=False),
+    nn.Linear(config.latent_dim, config.g_hidden, bias=False),
+    nn.BatchNorm1d(config.g_hidden),
+    nn.ReLU(),
+    nn.Linear(config.g_hidden, 2 * C * 49, bias=False),
     nn.BatchNorm1d(2 * C * 49),
     nn.ReLU(),
     nn.Unflatten(1, (2 * C, 7, 7)),
@@ -750,7 +753,9 @@ self.net = nn.Sequential(
     nn.BatchNorm2d(2 * C),
     nn.LeakyReLU(slope),
     nn.Flatten(),
-    nn.Linear(2 * C * 49, 1),
+    nn.Linear(2 * C * 49, config.d_hidden),
+    nn.LeakyReLU(slope),
+    nn.Linear(config.d_hidden, 1),
 )
 """,
         "common/torch_models/gan.py::DCDiscriminator.forward": """\
