@@ -198,9 +198,8 @@ class DCDiscriminator(nn.Module):
             nn.BatchNorm2d(2 * C),
             nn.LeakyReLU(slope),
         )
-        self.head = nn.Sequential(
-            nn.Linear(2 * C * 7 * 7, config.d_hidden), nn.LeakyReLU(slope), nn.Linear(config.d_hidden, 1)
-        )
+        hidden = config.d_hidden
+        self.head = nn.Sequential(nn.Linear(2 * C * 7 * 7, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, 1))
         ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
