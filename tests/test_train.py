@@ -241,3 +241,31 @@ def test_fit_in_bfloat16_keeps_float32_weights_and_learns(monkeypatch):
     train_epoch(model, make_loader(X, y, batch_size=240), opt, progress=False, autocast=torch.bfloat16)
     hook.remove()
     assert seen == [torch.bfloat16]
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_optimizer_takes_the_same_steps_as_the_default(name):
+    from common.training.optimizers import make_optimizer
+
+    X, y = (torch.tensor(a) for a in _data(64))
+    models = [_model(seed=3), _model(seed=3)]
+    opts = [
+        make_optimizer(m.parameters(), name, lr=1e-2, weight_decay=1e-3, fused=f) for m, f in zip(models, (False, True))
+    ]
+    assert opts[1].defaults["fused"] and not opts[0].defaults["fused"]
+    for _ in range(20):
+        for model, opt in zip(models, opts):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X), y).backward()
+            opt.step()
+    start = _model(seed=3)
+    for p_default, p_fused, p_start in zip(models[0].parameters(), models[1].parameters(), start.parameters()):
+        assert not torch.equal(p_default, p_start)  # both moved ...
+        torch.testing.assert_close(p_fused, p_default, rtol=1e-5, atol=1e-6)  # ... the same way
+
+
+def test_fused_is_only_for_adam():
+    from common.training.optimizers import make_optimizer
+
+    with pytest.raises(ValueError, match="fused applies to 'adam' and 'adamw'"):
+        make_optimizer(_model().parameters(), "sgd", fused=True)

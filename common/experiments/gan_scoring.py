@@ -96,7 +96,8 @@ def train_classifier(
     ``X_*``: images ``(N, 1, 28, 28)`` (uint8, or float in [0, 1]), ``y_*`` labels ``(N,)``. Batches are
     moved to ``device`` (default ``get_device()``). ``info``: ``history`` (from ``fit``), ``test_acc`` (when
     a test set is given), ``train_time`` (s). The parameter init and the shuffling are seeded by
-    ``config.seed`` without touching global random state.
+    ``config.seed`` without touching global random state. On a CPU, training uses every core while the machine
+    is otherwise idle (``common.config.LoadAwareThreads``; ``$COURSE_THREADS`` fixes the count instead).
     """
     config = config or ClassifierTrainConfig()
     if config.num_train is not None:
@@ -113,7 +114,16 @@ def train_classifier(
     optimizer = make_optimizer(model.parameters(), "adam", lr=config.lr)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(train))
     start = time.perf_counter()
-    history = fit(model, train, optimizer, config.epochs, device=device, scheduler=scheduler, progress=progress)
+    history = fit(
+        model,
+        train,
+        optimizer,
+        config.epochs,
+        device=device,
+        scheduler=scheduler,
+        progress=progress,
+        adapt_threads=True,
+    )
     info = {"history": history, "train_time": time.perf_counter() - start}
     if X_test is not None:
         test = TensorBatches(_as_unit_tensor(X_test), torch.as_tensor(np.asarray(y_test)), batch_size=500)
