@@ -11,6 +11,7 @@ from common.config import get_device
 from common.data.generators import make_blobs
 from common.data.torch_data import TensorBatches, make_loader
 from common.training.loop import accuracy, evaluate, fit, train_epoch
+from common.training.optimizers import make_optimizer
 
 CPU = torch.device("cpu")
 
@@ -245,8 +246,6 @@ def test_fit_in_bfloat16_keeps_float32_weights_and_learns(monkeypatch):
 
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_fused_optimizer_takes_the_same_steps_as_the_default(name):
-    from common.training.optimizers import make_optimizer
-
     X, y = (torch.tensor(a) for a in _data(64))
     models = [_model(seed=3), _model(seed=3)]
     opts = [
@@ -265,7 +264,5 @@ def test_fused_optimizer_takes_the_same_steps_as_the_default(name):
 
 
 def test_fused_is_only_for_adam():
-    from common.training.optimizers import make_optimizer
-
     with pytest.raises(ValueError, match="fused applies to 'adam' and 'adamw'"):
         make_optimizer(_model().parameters(), "sgd", fused=True)
