@@ -372,6 +372,41 @@ def test_training_is_reproducible_and_rejects_bad_input():
         train_gan(G, D, X, GANTrainConfig(num_steps=5, batch_size=16, sample_steps=(9,)), device=CPU, progress=False)
 
 
+def test_one_step_matches_the_textbook_update_and_leaves_d_trainable():
+    """One training step against a plain reference: D on real and detached fakes, then G on the same fakes
+    through the updated D, with D's gradients accumulated as usual. Freezing D in the G step must change nothing
+    but the work done, and leave every parameter of D as trainable as it was (here one layer frozen on purpose)."""
+    from common.experiments.gan import _gan_step, _Run
+
+    X, _ = _toy_data(64)
+    config = GANTrainConfig(num_steps=1, batch_size=16, log_every=1, ema_decay=None)
+    nets = [build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0) for _ in range(2)]
+    for _, D in nets:
+        D.net[0].bias.requires_grad_(False)
+    run = _Run(*nets[0], config)
+    _gan_step(run, X, CPU, torch.sigmoid)
+
+    G, D = nets[1]
+    ref = _Run(G, D, config)  # same optimisers and generators, seeded alike
+    idx = torch.randint(len(X), (16,), generator=ref.data_gen)
+    fake = G(sample_noise(16, 100, ref.noise_gen))
+    loss_d = discriminator_loss(D(X[idx]), D(fake.detach()))
+    ref.opt_d.zero_grad()
+    loss_d.backward()
+    ref.opt_d.step()
+    loss_g = generator_loss(D(fake))
+    ref.opt_g.zero_grad()
+    loss_g.backward()
+    ref.opt_g.step()
+
+    for (name, p), q in zip(run.G.named_parameters(), G.parameters()):
+        assert torch.equal(p, q), f"G.{name} differs from the reference update"
+    for (name, p), q in zip(run.D.named_parameters(), D.parameters()):
+        assert torch.equal(p, q), f"D.{name} differs from the reference update"
+    assert [p.requires_grad for p in run.D.parameters()] == [p.requires_grad for p in D.parameters()]
+    assert not run.D.net[0].bias.requires_grad and run.D.net[0].weight.requires_grad
+
+
 class Stop(Exception):
     """An interruption (as a KeyboardInterrupt or a killed kernel would be) raised from the callback."""
 

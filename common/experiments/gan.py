@@ -258,8 +258,13 @@ def _resume(run: _Run, partial: CacheEntry) -> _Run:
 def _gan_step(
     run: _Run, X: torch.Tensor, device: torch.device, to_score: Callable, autocast: torch.dtype | None = None
 ) -> None:
-    """One D step on a real and a detached fake batch, one G step on fresh noise, one EMA update. With
-    ``autocast`` the networks run under ``torch.autocast`` and the losses are taken on float32 logits."""
+    """One D step on a real batch and a detached fake batch, one G step on the same fakes through the updated D,
+    one EMA update. With ``autocast`` the networks run under ``torch.autocast`` and the losses are taken on float32
+    logits.
+
+    G runs forward once per step (its graph is kept from the D step to the G step), and in the G step D's
+    weights are frozen so that backpropagation computes only the gradient that reaches G: the update is the same
+    as with D's gradients accumulated and discarded, for less work."""
     G, D, config = run.G, run.D, run.config
     loss_d_fn, loss_g_fn = LOSSES[config.loss]
     scale = config.lr_scale(run.step)
@@ -269,21 +274,29 @@ def _gan_step(
     B = config.batch_size
     idx = torch.randint(len(X), (B,), generator=run.data_gen)
     x_real = X[idx].to(device, non_blocking=True)  # (B, 1, 28, 28)
-    z = sample_noise(2 * B, latent_dim_of(G), run.noise_gen, device)  # (2B, latent_dim)
+    z = sample_noise(B, latent_dim_of(G), run.noise_gen, device)  # (B, latent_dim)
     reduced = torch.autocast(torch.device(device).type, dtype=autocast, enabled=autocast is not None)
-    # --- discriminator step: real vs detached fakes
+    # --- discriminator step: real vs fakes detached from G's graph
     with reduced:
-        logits_real, logits_fake = D(x_real).float(), D(G(z[:B]).detach()).float()  # (B,), (B,)
+        fake = G(z)  # (B, 1, 28, 28)
+        logits_real, logits_fake = D(x_real).float(), D(fake.detach()).float()  # (B,), (B,)
     loss_d = loss_d_fn(logits_real, logits_fake)
     run.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     run.opt_d.step()
-    # --- generator step: fresh fakes, gradients flow through D into G
-    with reduced:
-        logits_g = D(G(z[B:])).float()
-    loss_g = loss_g_fn(logits_g)
-    run.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
+    # --- generator step: the same fakes through the updated D, gradients flow through D into G only
+    trainable = [p for p in D.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        with reduced:
+            logits_g = D(fake).float()
+        loss_g = loss_g_fn(logits_g)
+        run.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
     run.opt_g.step()
     if run.G_ema is not None:
         run.G_ema.update_parameters(G)
@@ -335,7 +348,7 @@ def train_gan(
     from private generators seeded by ``config.seed`` (global random state is never used):
 
     - D step: minimise ``loss_D(D(x), D(G(z).detach()))``,
-    - G step: minimise ``loss_G(D(G(z)))`` with fresh z.
+    - G step: minimise ``loss_G(D(G(z)))`` on the same z, through the updated D.
 
     History (NumPy and Python values): ``step`` (the logged steps) with, per logged step, ``d_loss``,
     ``g_loss`` (means over each ``log_every`` window), ``d_real``, ``d_fake`` (mean D score on real and on
