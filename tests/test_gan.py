@@ -12,6 +12,8 @@ from common.config import training_precision
 from common.diagnose import assert_close
 from common.experiments.gan import (
     GANTrainConfig,
+    _gan_step,
+    _Run,
     ema_generator,
     gan_cache_entry,
     recalibrate_batchnorm,
@@ -376,8 +378,6 @@ def test_one_step_matches_the_textbook_update_and_leaves_d_trainable():
     """One training step against a plain reference: D on real and detached fakes, then G on the same fakes
     through the updated D, with D's gradients accumulated as usual. Freezing D in the G step must change nothing
     but the work done, and leave every parameter of D as trainable as it was (here one layer frozen on purpose)."""
-    from common.experiments.gan import _gan_step, _Run
-
     X, _ = _toy_data(64)
     config = GANTrainConfig(num_steps=1, batch_size=16, log_every=1, ema_decay=None)
     nets = [build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0) for _ in range(2)]
