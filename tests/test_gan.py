@@ -21,6 +21,7 @@ from common.experiments.gan import (
     train_gan_cached,
 )
 from common.torch_models.gan import (
+    LOSSES,
     DCDiscriminator,
     DCGANConfig,
     DCGenerator,
@@ -377,34 +378,40 @@ def test_training_is_reproducible_and_rejects_bad_input():
 def test_one_step_matches_the_textbook_update_and_leaves_d_trainable():
     """One training step against a plain reference: D on real and detached fakes, then G on the same fakes
     through the updated D, with D's gradients accumulated as usual. Freezing D in the G step must change nothing
-    but the work done, and leave every parameter of D as trainable as it was (here one layer frozen on purpose)."""
+    but the work done, and leave every parameter of D as trainable as it was (one of them frozen on purpose).
+    Both sides use the losses the step itself looks up, and the same random state, so that only the step's own
+    arithmetic is compared, whatever the networks and losses are."""
     X, _ = _toy_data(64)
     config = GANTrainConfig(num_steps=1, batch_size=16, log_every=1, ema_decay=None)
-    nets = [build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0) for _ in range(2)]
-    for _, D in nets:
-        D.net[0].bias.requires_grad_(False)
-    run = _Run(*nets[0], config)
-    _gan_step(run, X, CPU, torch.sigmoid)
+    loss_d_fn, loss_g_fn = LOSSES[config.loss]
+    runs = []
+    for _ in range(2):
+        G, D = build_gan(GANConfig(g_hidden=(16, 32), d_hidden=(16,)), seed=0)
+        next(iter(D.parameters())).requires_grad_(False)
+        runs.append(_Run(G, D, config))
+    step, ref = runs
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _gan_step(step, X, CPU, torch.sigmoid)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        idx = torch.randint(len(X), (16,), generator=ref.data_gen)
+        fake = ref.G(sample_noise(16, 100, ref.noise_gen))
+        loss_d = loss_d_fn(ref.D(X[idx]), ref.D(fake.detach()))
+        ref.opt_d.zero_grad()
+        loss_d.backward()
+        ref.opt_d.step()
+        loss_g = loss_g_fn(ref.D(fake))
+        ref.opt_g.zero_grad()
+        loss_g.backward()
+        ref.opt_g.step()
 
-    G, D = nets[1]
-    ref = _Run(G, D, config)  # same optimisers and generators, seeded alike
-    idx = torch.randint(len(X), (16,), generator=ref.data_gen)
-    fake = G(sample_noise(16, 100, ref.noise_gen))
-    loss_d = discriminator_loss(D(X[idx]), D(fake.detach()))
-    ref.opt_d.zero_grad()
-    loss_d.backward()
-    ref.opt_d.step()
-    loss_g = generator_loss(D(fake))
-    ref.opt_g.zero_grad()
-    loss_g.backward()
-    ref.opt_g.step()
-
-    for (name, p), q in zip(run.G.named_parameters(), G.parameters()):
+    for (name, p), q in zip(step.G.named_parameters(), ref.G.parameters()):
         assert torch.equal(p, q), f"G.{name} differs from the reference update"
-    for (name, p), q in zip(run.D.named_parameters(), D.parameters()):
+    for (name, p), q in zip(step.D.named_parameters(), ref.D.parameters()):
         assert torch.equal(p, q), f"D.{name} differs from the reference update"
-    assert [p.requires_grad for p in run.D.parameters()] == [p.requires_grad for p in D.parameters()]
-    assert not run.D.net[0].bias.requires_grad and run.D.net[0].weight.requires_grad
+    flags = [p.requires_grad for p in step.D.parameters()]
+    assert flags == [p.requires_grad for p in ref.D.parameters()] and flags[0] is False and all(flags[1:])
 
 
 class Stop(Exception):
