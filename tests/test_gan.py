@@ -34,6 +34,7 @@ from common.torch_models.gan import (
     generate,
     generator_loss,
     interpolate_latents,
+    latent_dim_of,
     ls_discriminator_loss,
     ls_generator_loss,
     sample_noise,
@@ -395,8 +396,9 @@ def test_one_step_matches_the_textbook_update_and_leaves_d_trainable():
         _gan_step(step, X, CPU, torch.sigmoid)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        idx = torch.randint(len(X), (16,), generator=ref.data_gen)
-        fake = ref.G(sample_noise(16, 100, ref.noise_gen))
+        B = config.batch_size
+        idx = torch.randint(len(X), (B,), generator=ref.data_gen)
+        fake = ref.G(sample_noise(B, latent_dim_of(ref.G), ref.noise_gen))
         loss_d = loss_d_fn(ref.D(X[idx]), ref.D(fake.detach()))
         ref.opt_d.zero_grad()
         loss_d.backward()
